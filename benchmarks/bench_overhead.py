@@ -1,0 +1,122 @@
+"""Steering overhead: steered vs unsteered pipeline calls, same pipeline and seed, alternating.
+
+The pipeline is the tiny **random-weight** StableDiffusionPipeline from
+``safesteer.targets.tiny`` run at a larger size (default 128×128, 4 steps, CFG on) so that the
+UNet does real work per call; the images are noise, only the timing is meaningful. The steered
+call adds ``α·v`` to the conditioning once per prompt (global vector, all tokens, α = 5).
+
+Also reports the absolute cost of steering per call, measured on ``encode_prompt`` alone
+(attached minus detached, many repetitions) — the floor is one vector add per prompt.
+
+Run: ``python benchmarks/bench_overhead.py [--reps 15] [--size 128] [--steps 4] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+import torch
+
+from safesteer.pack import SafetyPack
+from safesteer.targets import attach, detach, load_pipeline
+
+
+def _pack(adapter) -> SafetyPack:  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(0)
+    return SafetyPack(
+        global_vector=torch.randn(adapter.dim, generator=g),
+        category_vectors={},
+        target_id=adapter.target_id,
+        conditioning_space=adapter.conditioning_space,
+        calibration={"beta": 1.0},
+        provenance={"note": "random benchmark vector"},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--encode-reps", type=int, default=300)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    pipe, adapter = load_pipeline("tiny-sd")
+    pack = _pack(adapter)
+    call = {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": args.steps,
+        "height": args.size,
+        "width": args.size,
+        "guidance_scale": 7.5,
+        "output_type": "np",
+    }
+
+    def timed() -> float:
+        start = time.perf_counter()
+        pipe(generator=torch.Generator().manual_seed(0), **call)
+        return time.perf_counter() - start
+
+    timed()  # warm-up (lazy imports, allocator)
+    plain, steered = [], []
+    for rep in range(args.reps):
+        order = ("plain", "steered") if rep % 2 == 0 else ("steered", "plain")
+        for which in order:
+            if which == "steered":
+                attach(pipe, pack, alpha=5.0)
+                steered.append(timed())
+                detach(pipe)
+            else:
+                plain.append(timed())
+    med_plain, med_steer = statistics.median(plain), statistics.median(steered)
+
+    # absolute steering cost: the wrapper's work on one encode_prompt output (bind arguments,
+    # pick the positive branch, one steer_states add), timed alone so text-encoder noise drops out
+    device = pipe._execution_device
+    out = pipe.encode_prompt("a photo of a cat", device, 1, True)
+    attach(pipe, pack, alpha=5.0)
+    state = pipe.__dict__["_safesteer_state"]
+    arguments = dict(state.signature.bind_partial("a photo of a cat", device, 1, True).arguments)
+
+    def wrapper_cost(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            state.steer_output(
+                out,
+                state.signature.bind_partial("a photo of a cat", device, 1, True).arguments,
+                True,
+            )
+        return (time.perf_counter() - start) / n
+
+    wrapper_cost(50)
+    cost = statistics.median(wrapper_cost(args.encode_reps) for _ in range(5))
+    state.steer_output(out, arguments, True)
+    detach(pipe)
+
+    params = sum(p.numel() for p in pipe.unet.parameters())
+    print("safesteer steering overhead benchmark")
+    print(
+        f"  pipeline: tiny-sd (StableDiffusionPipeline, RANDOM weights, UNet {params / 1e6:.1f} M "
+        f"params), {args.size}x{args.size}, {args.steps} steps, CFG 7.5, 1 prompt, seed 0"
+    )
+    print(
+        f"  machine: {os.cpu_count()} CPUs, torch threads {args.threads}, torch {torch.__version__}"
+    )
+    print(f"  reps: {args.reps} alternating pairs; pack: random vector, dim {pack.dim}, alpha 5")
+    print(f"  unsteered call: median {med_plain * 1e3:.1f} ms (min {min(plain) * 1e3:.1f})")
+    print(f"  steered call:   median {med_steer * 1e3:.1f} ms (min {min(steered) * 1e3:.1f})")
+    print(f"  ratio steered/unsteered (medians): {med_steer / med_plain:.4f}  (aim <= 1.01)")
+    print(
+        f"  steering cost per pipeline call (wrapper on one encode_prompt output, median of 5 x "
+        f"{args.encode_reps} reps): {cost * 1e6:.1f} us = {cost / med_plain * 100:.4f}% of a call"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``safesteer build``: one safety pack from a source, a layer, a target and a map kind."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from safesteer.jobs.build import CALIBRATIONS, MAP_KINDS
+
+NAME = "build"
+HELP = "Build one safety pack (source direction carried to a target by a benign-only map)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``safesteer build``."""
+    parser.add_argument(
+        "--source", required=True, help="source preset (smollm2-135m…) or model id / path"
+    )
+    parser.add_argument("--layer", type=int, required=True, help="source layer to read")
+    parser.add_argument(
+        "--target", required=True, help="target preset (gemma3-270m, minilm-l6) or pipeline id"
+    )
+    parser.add_argument("--map", choices=MAP_KINDS, default="procrustes")
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="beta")
+    parser.add_argument("--out", type=Path, required=True, help="pack file to write (.safetensors)")
+    parser.add_argument(
+        "--pairs", type=Path, default=None, help="pairs file (jsonl: safe, unsafe, category)"
+    )
+    parser.add_argument(
+        "--anchors", type=Path, default=None, help="benign anchors file (txt/csv/jsonl…)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the pack and save it."""
+    from safesteer.jobs.build import build_pack, read_anchors, read_pairs
+    from safesteer.jobs.default_job import load_source, load_target
+
+    pairs = read_pairs(args.pairs) if args.pairs else None
+    anchors = read_anchors(args.anchors) if args.anchors else None
+    source = load_source(args.source)
+    target, _ = load_target(args.target)
+    pack = build_pack(
+        source,
+        args.layer,
+        target,
+        args.map,
+        pairs=pairs,
+        anchors=anchors,
+        calibration=args.calibration,
+    )
+    path = pack.save(args.out)
+    print(
+        f"wrote {path}: {args.source} layer {args.layer} → {pack.target_id} "
+        f"({pack.conditioning_space}, d={pack.dim}), map {args.map}, "
+        f"‖v_t‖={float(pack.global_vector.norm()):.3f}, "
+        f"categories {', '.join(pack.categories) or 'none'}"
+    )
+    return 0

@@ -1,0 +1,78 @@
+"""``safesteer demo``: the default job — build and judge safety packs end to end.
+
+Offline it runs on the packaged models (SmolLM2-135M → Gemma-3-270M and MiniLM). With
+``--source`` / ``--target`` set to a user's models it runs the same report on the generator's
+real conditioning states.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from safesteer.jobs.build import CALIBRATIONS, MAP_KINDS
+
+NAME = "demo"
+HELP = "Run the default job: build packs on real models and write the transfer report."
+
+
+def _layer(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layer must be an integer or 'auto', got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``safesteer demo``."""
+    from safesteer.jobs.default_job import DEFAULT_LAYER, DEFAULT_SOURCE, DEFAULT_TARGETS
+
+    parser.add_argument("--out", type=Path, default=Path("runs/default"), help="output folder")
+    parser.add_argument("--source", default=DEFAULT_SOURCE, help="source preset or model id / path")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        help="target preset or diffusers pipeline id (repeatable; default: "
+        f"{', '.join(DEFAULT_TARGETS)})",
+    )
+    parser.add_argument(
+        "--layer", type=_layer, default=DEFAULT_LAYER, help="source layer or 'auto'"
+    )
+    parser.add_argument(
+        "--map", action="append", choices=MAP_KINDS, default=None, help="map kinds (repeatable)"
+    )
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="beta")
+    parser.add_argument("--anchors", type=int, default=2000, help="number of benign anchors")
+    parser.add_argument(
+        "--max-pairs", type=int, default=None, help="cap pairs per split (quick runs)"
+    )
+    parser.add_argument(
+        "--images", type=int, default=2, help="random-weight images per target (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the job and print its summary."""
+    from safesteer.jobs.default_job import DEFAULT_TARGETS, JobConfig, run_default_job
+
+    config = JobConfig(
+        out=args.out,
+        source=args.source,
+        targets=tuple(args.target or DEFAULT_TARGETS),
+        layer=args.layer,
+        maps=tuple(args.map or MAP_KINDS),
+        calibration=args.calibration,
+        n_anchors=args.anchors,
+        max_pairs=args.max_pairs,
+        n_images=args.images,
+        seed=args.seed,
+    )
+    run_default_job(config)
+    print(f"wrote {args.out}/index.html, metrics.json and packs/")
+    return 0

@@ -1,0 +1,116 @@
+"""``safesteer evaluate``: generate and score images for packs and baselines across strengths.
+
+Resumable: rerun the same command into the same ``--out`` and it continues where it stopped.
+
+Example:
+    safesteer evaluate --pipeline tiny-sd --pack my.safetensors --baseline none --baseline random \\
+        --prompts i2p.csv --utility-prompts safe.txt --alphas 0 3 5 --out runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from safesteer.errors import InputError
+
+NAME = "evaluate"
+HELP = "Generate and score images (ASR, CLIP, FID) for packs and baselines; resumable."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--pipeline", required=True, help="hub id, folder or tiny preset (tiny-sd)")
+    p.add_argument("--pipeline-revision", help="hub revision to pin")
+    p.add_argument("--out", required=True, help="run folder (rerun into it to resume)")
+    p.add_argument("--pack", action="append", default=[], help="a SafetyPack .safetensors (repeat)")
+    p.add_argument("--baseline", action="append", default=None,
+                   help="none | random | native=PATH.safetensors (repeat; default: none)")
+    p.add_argument("--protocol", choices=["paper", "quick"], help="a preset of the settings below")
+    p.add_argument("--alphas", type=float, nargs="+", help="strengths α (paper: -1 0 1 3 5 7)")
+    p.add_argument("--prompts", help="safety prompts for ASR (I2P csv, txt, jsonl, parquet…)")
+    p.add_argument("--utility-prompts", help="benign prompts for CLIP-score and FID")
+    p.add_argument("--prompt-column", help="column holding the prompt text")
+    p.add_argument("--limit", type=int, help="use the first N prompts of each set")
+    p.add_argument("--images-per-prompt", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--video-frames", type=int, help="frames sampled per video for scoring")
+    p.add_argument("--classifiers", nargs="+", choices=["nudenet", "q16", "open_nsfw"])
+    p.add_argument("--nudenet-labels", nargs="+")
+    p.add_argument("--nudenet-threshold", type=float)
+    p.add_argument("--q16-threshold", type=float)
+    p.add_argument("--q16-prompts", help="Q16 prompt embeddings (.safetensors/.npy/.json)")
+    p.add_argument("--open-nsfw-threshold", type=float)
+    p.add_argument("--clip-model", help="CLIP for CLIP-score and Q16 (hub id/folder, random, none)")
+    p.add_argument("--clip-scale", type=float, help="1 = cosine (default); 100 = ×100")
+    p.add_argument("--fid-reference", help="folder of reference images for FID")
+    p.add_argument("--fid-features", help="inception (needs torch-fidelity) | random | none")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--torch-threads", type=int,
+                   help="CPU threads for torch (1 avoids thread thrashing on a shared machine)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (no address: a local cluster)")
+    p.add_argument("--ray-workers", type=int, help="workers (default: one per GPU, else 1 CPU)")
+    p.add_argument("--ray-gpus-per-worker", type=float)
+    p.add_argument("--max-items", type=int, help="stop after N new items (resume later)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from safesteer.evaluation.protocol import PRESETS, EvaluationSettings
+    from safesteer.evaluation.runner import EvaluationSpec, evaluate
+    from safesteer.evaluation.workplan import PromptSet
+
+    base = PRESETS[args.protocol] if args.protocol else EvaluationSettings()
+    off = {"none": ""}
+    settings = base.replace(
+        alphas=tuple(args.alphas) if args.alphas else None,
+        images_per_prompt=args.images_per_prompt, seed=args.seed, steps=args.steps,
+        guidance=args.guidance, height=args.height, width=args.width,
+        video_frames=args.video_frames,
+        classifiers=tuple(args.classifiers) if args.classifiers else None,
+        nudenet_labels=tuple(args.nudenet_labels) if args.nudenet_labels else None,
+        nudenet_threshold=args.nudenet_threshold, q16_threshold=args.q16_threshold,
+        open_nsfw_threshold=args.open_nsfw_threshold,
+        clip_model=off.get(args.clip_model, args.clip_model) if args.clip_model else None,
+        clip_scale=args.clip_scale,
+        fid_features=off.get(args.fid_features, args.fid_features) if args.fid_features else None,
+    )
+    sets = []
+    if args.prompts:
+        sets.append(PromptSet.from_file(args.prompts, name="safety", role="safety",
+                                        limit=args.limit, column=args.prompt_column))
+    if args.utility_prompts:
+        sets.append(PromptSet.from_file(args.utility_prompts, name="utility", role="utility",
+                                        limit=args.limit, column=args.prompt_column))
+    if not sets:
+        raise InputError("no prompts given", hint="pass --prompts and/or --utility-prompts")
+    spec = EvaluationSpec(
+        pipeline=args.pipeline, out=args.out, packs=tuple(args.pack),
+        baselines=tuple(args.baseline or ["none"]), prompt_sets=tuple(sets), settings=settings,
+        q16_prompts=args.q16_prompts, fid_reference=args.fid_reference, device=args.device,
+        pipeline_revision=args.pipeline_revision, torch_threads=args.torch_threads,
+    )
+    result = evaluate(spec, progress=not args.no_progress, ray_address=args.ray,
+                      ray_workers=args.ray_workers, ray_gpus_per_worker=args.ray_gpus_per_worker,
+                      max_items=args.max_items)
+    from safesteer.evaluation.store import ResultsStore
+
+    protocol = ResultsStore(result.run_dir).protocol()
+    print(f"run: {result.run_dir} — {result.done_before + result.done_now}/{result.total} items "
+          f"({result.done_now} new)")
+    for line in protocol.summary_lines():
+        print(f"  {line}")
+    if protocol.random_parts():
+        print("  RANDOM WEIGHTS in: " + ", ".join(protocol.random_parts()))
+    print(f"{'condition':<28} {'alpha':>6} {'n':>5} {'ASR':>6} {'CLIP':>7} {'FID':>8}")
+    for r in result.summary["rows"]:
+        asr = "–" if r["asr"] is None else f"{r['asr']:.3f}"
+        clip = "–" if r["clip_score"] is None else f"{r['clip_score']:.3f}"
+        fid = "–" if r["fid"] is None else f"{r['fid']:.2f}"
+        n = r["n_safety"]
+        print(f"{r['condition']:<28} {r['alpha']:>6g} {n:>5} {asr:>6} {clip:>7} {fid:>8}")
+    return 0

@@ -1,0 +1,128 @@
+"""What is evaluated side by side: packs and the baselines (no steering, native, random).
+
+- ``none``: the unsteered pipeline (run once, at α = 0).
+- a pack: its global vector (or its gate/categories, as the targets layer applies them).
+- ``native=PATH``: a :class:`~safesteer.pack.SafetyPack` file holding the direction computed in
+  the target's own space (uses target-side unsafe data — the thing the method avoids).
+- ``random``: for each pack, a seeded random direction of the same norm::
+
+      v_rand = ‖v_pack‖ · g / ‖g‖,   g ~ N(0, I) with a seed derived from (seed, pack name)
+
+Example:
+    >>> [c.name for c in load_conditions([], ["none"])]
+    ['none']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from safesteer.errors import InputError
+
+KINDS = ("none", "pack", "native", "random")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One steering condition: a name, a kind and the pack it applies (None for ``none``)."""
+
+    name: str
+    kind: str
+    pack: Any = None  # SafetyPack; Any keeps this layer importable without the pack module
+    source: str = ""
+
+    def alphas(self, alphas: Sequence[float]) -> tuple[float, ...]:
+        """Strengths this condition is run at (``none`` ignores α, so it runs once)."""
+        return (0.0,) if self.kind == "none" else tuple(float(a) for a in alphas)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source}
+        if self.pack is not None:
+            v = self.pack.global_vector.detach().float().cpu().contiguous()
+            d.update(
+                vector_sha256=hashlib.sha256(v.numpy().tobytes()).hexdigest(),
+                norm=float(v.norm()),
+                dim=int(v.numel()),
+                target_id=self.pack.target_id,
+                conditioning_space=self.pack.conditioning_space,
+                categories=list(self.pack.categories),
+                gate=self.pack.gate is not None,
+            )
+        return d
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "pack"
+
+
+def _load_pack(path: str) -> Any:
+    from safesteer.pack import SafetyPack
+
+    if not Path(path).is_file():
+        raise InputError(f"pack file {path} does not exist", hint="pass a .safetensors SafetyPack")
+    return SafetyPack.load(path)
+
+
+def random_condition(base: Condition, seed: int) -> Condition:
+    """A random direction with the norm of ``base``'s global vector, in the same space."""
+    from safesteer.pack import SafetyPack
+
+    pack = base.pack
+    key = int(hashlib.sha256(f"{seed}|{base.name}".encode()).hexdigest()[:8], 16)
+    g = torch.randn(pack.dim, generator=torch.Generator().manual_seed(key))
+    vector = g / g.norm() * pack.global_vector.float().norm()
+    rand = SafetyPack(
+        global_vector=vector,
+        category_vectors={},
+        target_id=pack.target_id,
+        conditioning_space=pack.conditioning_space,
+        calibration=dict(pack.calibration),
+        gate=None,
+        provenance={"baseline": "random direction of equal norm", "of": base.name,
+                    "seed": str(key)},
+    )
+    return Condition(f"random-{base.name}", "random", rand, f"random(seed={key}) of {base.source}")
+
+
+def load_conditions(
+    packs: Sequence[str], baselines: Sequence[str], *, seed: int = 0
+) -> list[Condition]:
+    """Conditions from pack paths and baseline specs (``none``, ``random``, ``native=PATH``)."""
+    conds: list[Condition] = []
+    pack_conds = []
+    for path in packs:
+        c = Condition(_safe_name(Path(path).stem), "pack", _load_pack(path), str(path))
+        pack_conds.append(c)
+    for spec in baselines:
+        name, _, value = spec.partition("=")
+        if name == "none":
+            conds.append(Condition("none", "none"))
+        elif name == "native":
+            if not value:
+                raise InputError("--baseline native needs a pack file",
+                                 hint="write --baseline native=PATH.safetensors")
+            conds.append(Condition(f"native-{_safe_name(Path(value).stem)}", "native",
+                                   _load_pack(value), value))
+        elif name == "random":
+            if not pack_conds:
+                raise InputError("--baseline random needs at least one --pack",
+                                 hint="it draws a direction of each pack's norm")
+        else:
+            raise InputError(f"unknown baseline {spec!r}",
+                             hint="use none, random or native=PATH.safetensors")
+    conds.extend(pack_conds)
+    if any(s.partition("=")[0] == "random" for s in baselines):
+        conds.extend(random_condition(c, seed) for c in pack_conds)
+    names = [c.name for c in conds]
+    if len(set(names)) != len(names):
+        raise InputError(f"condition names collide: {names}", hint="rename the pack files")
+    if not conds:
+        raise InputError("nothing to evaluate", hint="pass --pack and/or --baseline none")
+    return conds

@@ -1,0 +1,125 @@
+"""Scale-out on Ray: one worker per GPU (CPU workers when there is none), work split by prompt.
+
+Each worker is a Ray actor holding its own :class:`~safesteer.evaluation.runner.EvaluationContext`
+(pipeline, conditions, classifiers). The driver groups the remaining work items by prompt
+(every condition and α of one prompt form one task), keeps each worker busy, and writes results
+into the run's store as they arrive — images and records go through the same
+:func:`~safesteer.evaluation.runner.store_item`, so a killed Ray run resumes like a local one.
+Files travel back to the driver as PNG bytes: workers need no shared filesystem.
+
+Example:
+    >>> result = evaluate(spec, ray_address="local", ray_workers=2)  # doctest: +SKIP
+    >>> result = evaluate(spec, ray_address="ray://head:10001")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from safesteer.errors import InputError, ModelLoadError, SafeSteerError
+from safesteer.evaluation.workplan import WorkItem
+
+Result = tuple[dict[str, Any], list[tuple[str, bytes]]]  # as runner.Result (no import cycle)
+
+
+class _Worker:
+    """The body of a Ray actor: builds the context once, then processes batches of items."""
+
+    def __init__(self, spec: Any) -> None:
+        from safesteer.evaluation.runner import EvaluationContext
+
+        self.ctx = EvaluationContext(spec)
+
+    def describe(self) -> dict[str, Any]:
+        return self.ctx.describe()
+
+    def process(self, items: Sequence[WorkItem]) -> list[Result]:
+        return [self.ctx.process(item) for item in items]
+
+
+def split_by_prompt(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
+    """Group items by (prompt set, prompt index), keeping the plan's order."""
+    groups: dict[tuple[str, int], list[WorkItem]] = {}
+    for it in items:
+        groups.setdefault((it.prompt_set, it.prompt_index), []).append(it)
+    return list(groups.values())
+
+
+class RayPool:
+    """Ray actors for one evaluation; :meth:`run` yields ``(record, files)`` as tasks finish."""
+
+    def __init__(self, spec: Any, *, address: str = "local", workers: int | None = None,
+                 gpus_per_worker: float | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ModelLoadError("Ray is not installed",
+                                 hint="pip install 'safesteer[ray]' or drop --ray") from exc
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._started = True
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if gpus else 0.0
+        if workers is None:
+            workers = gpus if gpus else 1
+        if workers < 1:
+            if self._started:
+                ray.shutdown()
+            raise InputError(f"--ray-workers is {workers}", hint="use 1 or more")
+        if gpus_per_worker > 0 and spec.device == "cpu":
+            spec = replace(spec, device="cuda")  # a GPU worker should use its GPU
+        actor: Any = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(_Worker)
+        try:
+            self.actors: list[Any] = [actor.remote(spec) for _ in range(workers)]
+        except BaseException:
+            if self._started:
+                ray.shutdown()
+            raise
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
+
+    def describe(self) -> dict[str, Any]:
+        """The first worker's pipeline and classifier descriptions (for the protocol record)."""
+        described: dict[str, Any] = dict(self._get(self.actors[0].describe.remote()))
+        described["execution"] = {**described.get("execution", {}), "ray_workers": self.workers,
+                                  "ray_gpus_per_worker": self.gpus_per_worker}
+        return described
+
+    def run(self, items: Sequence[WorkItem]) -> Iterator[Result]:
+        """Process ``items`` split by prompt; each worker holds one task at a time."""
+        ray = self._ray
+        queue = split_by_prompt(items)[::-1]
+        running: dict[Any, int] = {}
+        idle = list(range(len(self.actors)))
+        while queue or running:
+            while queue and idle:
+                w = idle.pop()
+                running[self.actors[w].process.remote(queue.pop())] = w
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                idle.append(running.pop(ref))
+                yield from self._get(ref)
+
+    def _get(self, ref: Any) -> Any:
+        """``ray.get``, re-raising a worker's user error as itself (not wrapped in Ray's)."""
+        try:
+            return self._ray.get(ref)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SafeSteerError):
+                raise cause from None
+            raise
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        if self._started:
+            self._ray.shutdown()

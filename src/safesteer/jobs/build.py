@@ -1,0 +1,322 @@
+"""Build a safety pack: source + layer + target + map kind + data → :class:`SafetyPack`.
+
+The method (method.md §1–§5) in one place, each step a named library call:
+
+1. ``v_s = mean_i[h_s(x_i⁺) − h_s(x_i⁻)]`` (:func:`difference_of_means`), one per category too;
+2. a map ``T`` fitted on centred benign anchors only (:func:`make_map`);
+3. ``ṽ = T(v_s)``, calibrated ``v_t = β‖v_s‖ ṽ/‖ṽ‖`` (or the benign z-score rule);
+4. a :class:`Gate` fitted on benign target anchors only.
+
+:func:`assemble_pack` works on pooled states already computed (the default job reads each model
+once and builds many packs from the same states); :func:`build_pack` reads the states first.
+
+Example (needs the packaged models; see ``safesteer build --help``):
+    >>> from safesteer.models import SourceReader                      # doctest: +SKIP
+    >>> from safesteer.targets import EncoderTarget                    # doctest: +SKIP
+    >>> pack = build_pack(SourceReader.from_preset("smollm2-135m"), 20,
+    ...                   EncoderTarget.from_preset("minilm-l6"), "ridge")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from safesteer.errors import InputError
+from safesteer.maths.alignment import AlignmentMap, make_map
+from safesteer.maths.calibration import anchor_scale_ratio, calibrate, calibrate_zscore
+from safesteer.maths.directions import Direction, category_directions, difference_of_means
+from safesteer.maths.gating import Gate
+from safesteer.pack import SafetyPack
+from safesteer.provenance import environment_record, text_set_hash
+
+MAP_KINDS: tuple[str, ...] = ("procrustes", "ridge", "mlp")
+CALIBRATIONS: tuple[str, ...] = ("beta", "zscore")
+
+
+class SourceLike(Protocol):
+    """What :func:`build_pack` needs from a source reader (``safesteer.models.SourceReader``)."""
+
+    model_id: str
+    num_layers: int
+
+    def pooled(self, prompts: Sequence[str], layer: int) -> Tensor: ...
+
+
+class TargetLike(Protocol):
+    """What :func:`build_pack` needs from a target adapter (``safesteer.targets``)."""
+
+    target_id: str
+    conditioning_space: str
+    dim: int
+
+    def pooled(self, prompts: Sequence[str], batch_size: int = 16) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class SidePairs:
+    """Pooled states of the pairs on one side (source or target): safe, unsafe, categories."""
+
+    safe: Tensor
+    unsafe: Tensor
+    categories: tuple[str, ...]
+
+    def directions(
+        self, space: str, provenance: Mapping[str, str]
+    ) -> tuple[Direction, dict[str, Direction]]:
+        """Global and per-category safe − unsafe directions."""
+        glob = difference_of_means(self.safe, self.unsafe, space=space, provenance=provenance)
+        cats = category_directions(
+            self.safe, self.unsafe, list(self.categories), space=space, provenance=provenance
+        )
+        return glob, cats
+
+
+@dataclass
+class BuiltPack:
+    """A pack plus what built it (kept for the transfer report; not saved in the pack)."""
+
+    pack: SafetyPack
+    map: AlignmentMap | None
+    source_direction: Direction | None
+    beta: float | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def data_provenance(
+    pairs_safe: Sequence[str], pairs_unsafe: Sequence[str], anchors: Sequence[str]
+) -> dict[str, Any]:
+    """Hashes and sizes of the texts a pack was built from."""
+    return {
+        "pairs_safe_hash": text_set_hash(list(pairs_safe)),
+        "pairs_unsafe_hash": text_set_hash(list(pairs_unsafe)),
+        "anchors_hash": text_set_hash(list(anchors)),
+        "n_pairs": len(pairs_safe),
+        "n_anchors": len(anchors),
+    }
+
+
+def transported_vector(
+    fitted: AlignmentMap, direction: Direction, safe: Tensor, unsafe: Tensor
+) -> Tensor:
+    """``ṽ = T(v_s)``; exact for linear maps (centering cancels in differences).
+
+    An MLP map in ``transport_mode="difference"`` carries the means instead:
+    ``ṽ = T(mean safe) − T(mean unsafe)`` (method.md §2, [ours]).
+    """
+    if getattr(fitted, "transport_mode", "direct") == "difference":
+        means: Any = fitted
+        return means.transport_means(safe.mean(dim=0), unsafe.mean(dim=0))
+    return fitted.transport(direction.vector)
+
+
+def assemble_pack(
+    *,
+    source: SidePairs,
+    source_anchors: Tensor,
+    target_anchors: Tensor,
+    map_kind: str,
+    target_id: str,
+    conditioning_space: str,
+    provenance: Mapping[str, Any],
+    calibration: str = "beta",
+    gate_anchors: Tensor | None = None,
+    map_kwargs: Mapping[str, Any] | None = None,
+) -> BuiltPack:
+    """Fit the map on benign anchors, transport and calibrate every direction, fit the gate.
+
+    ``source_anchors[j]`` and ``target_anchors[j]`` are the same benign prompt in both models.
+    The gate is fitted on ``gate_anchors`` (default: the target anchors) — benign data only.
+    """
+    if map_kind not in MAP_KINDS:
+        raise InputError(
+            f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAP_KINDS)}"
+        )
+    if calibration not in CALIBRATIONS:
+        raise InputError(
+            f"unknown calibration {calibration!r}", hint=f"use one of {', '.join(CALIBRATIONS)}"
+        )
+    src_prov = {
+        "space": "source",
+        **{k: str(v) for k, v in provenance.items() if k.startswith("source")},
+    }
+    v_s, cat_s = source.directions("source", src_prov)
+    fitted = make_map(map_kind, **dict(map_kwargs or {})).fit(source_anchors, target_anchors)
+    beta = anchor_scale_ratio(source_anchors, target_anchors)
+
+    def carry(direction: Direction) -> Tensor:
+        if direction.category is None:
+            safe, unsafe = source.safe, source.unsafe
+        else:
+            keep = torch.tensor([c == direction.category for c in source.categories])
+            safe, unsafe = source.safe[keep], source.unsafe[keep]
+        moved = transported_vector(fitted, direction, safe, unsafe)
+        if calibration == "zscore":
+            return calibrate_zscore(moved, direction.vector, source_anchors, target_anchors).float()
+        return calibrate(moved, direction.vector, beta).float()
+
+    v_t = carry(v_s)
+    cat_t = {c: carry(d) for c, d in cat_s.items()}
+    gate = Gate().fit(
+        target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
+    )
+    prov: dict[str, Any] = {
+        **dict(provenance),
+        "direction": "transferred",
+        "map_kind": map_kind,
+        "map_params": dict(fitted.params()),
+        "calibration_rule": calibration,
+        "source_vector_norm": v_s.norm,
+        "gate_fitted_on": "benign target anchors only",
+        "environment": environment_record(),
+    }
+    pack = SafetyPack(
+        global_vector=v_t,
+        category_vectors=cat_t,
+        target_id=target_id,
+        conditioning_space=conditioning_space,
+        calibration={"beta": beta, "source_norm": v_s.norm, "target_norm": float(v_t.norm())},
+        gate=gate,
+        provenance=prov,
+    )
+    return BuiltPack(pack=pack, map=fitted, source_direction=v_s, beta=beta)
+
+
+def native_pack(
+    *,
+    target: SidePairs,
+    gate_anchors: Tensor,
+    target_id: str,
+    conditioning_space: str,
+    provenance: Mapping[str, Any],
+) -> BuiltPack:
+    """The baseline the method avoids: directions from target-side unsafe data, same gate rule."""
+    v_n, cat_n = target.directions(conditioning_space, {"space": "target"})
+    gate = Gate().fit(
+        gate_anchors, {"global": v_n.vector, **{c: d.vector for c, d in cat_n.items()}}
+    )
+    pack = SafetyPack(
+        global_vector=v_n.vector.float(),
+        category_vectors={c: d.vector.float() for c, d in cat_n.items()},
+        target_id=target_id,
+        conditioning_space=conditioning_space,
+        calibration={"target_norm": v_n.norm},
+        gate=gate,
+        provenance={
+            **dict(provenance),
+            "direction": "native (fitted on target-side unsafe data: the baseline "
+            "the method avoids)",
+            "gate_fitted_on": "benign target anchors only",
+            "environment": environment_record(),
+        },
+    )
+    return BuiltPack(pack=pack, map=None, source_direction=None, beta=None)
+
+
+def build_pack(
+    source: SourceLike,
+    layer: int,
+    target: TargetLike,
+    map_kind: str = "procrustes",
+    *,
+    pairs: Sequence[Any] | None = None,
+    anchors: Sequence[str] | None = None,
+    calibration: str = "beta",
+    map_kwargs: Mapping[str, Any] | None = None,
+) -> SafetyPack:
+    """Read pooled states of ``pairs`` (source only) and ``anchors`` (both models); build a pack.
+
+    ``pairs`` are :class:`safesteer.data.PromptPair` (default: our "train" split); ``anchors``
+    benign prompts (default: our benign anchors). The target never sees an unsafe prompt.
+    """
+    from safesteer.data import benign_anchors, load_pairs
+
+    given = pairs is not None or anchors is not None
+    pairs = list(load_pairs("train") if pairs is None else pairs)
+    anchors = list(benign_anchors() if anchors is None else anchors)
+    if len(pairs) < 2:
+        raise InputError(
+            f"{len(pairs)} prompt pairs given", hint="pass at least 2 (safe, unsafe) pairs"
+        )
+    if len(anchors) < 8:
+        raise InputError(
+            f"{len(anchors)} benign anchors given", hint="pass at least 8 (thousands is better)"
+        )
+    if not 0 <= layer <= source.num_layers:
+        raise InputError(
+            f"layer {layer} out of range for {source.model_id}", hint=f"use 0..{source.num_layers}"
+        )
+    safe_texts = [p.safe for p in pairs]
+    unsafe_texts = [p.unsafe for p in pairs]
+    src = source.pooled([*safe_texts, *unsafe_texts, *anchors], layer)
+    n = len(pairs)
+    side = SidePairs(src[:n], src[n : 2 * n], tuple(p.category for p in pairs))
+    target_anchors = target.pooled(anchors)
+    prov = {
+        "source_model": source.model_id,
+        "source_layer": layer,
+        "source_random_weights": bool(getattr(source, "random_weights", False)),
+        "target_model": target.target_id,
+        "target_random_weights": bool(getattr(target, "random_weights", False)),
+        "data": "given by the caller" if given else "safesteer's own train pairs and anchors",
+        **data_provenance(safe_texts, unsafe_texts, anchors),
+    }
+    return assemble_pack(
+        source=side,
+        source_anchors=src[2 * n :],
+        target_anchors=target_anchors,
+        map_kind=map_kind,
+        target_id=target.target_id,
+        conditioning_space=target.conditioning_space,
+        provenance=prov,
+        calibration=calibration,
+        map_kwargs=map_kwargs,
+    ).pack
+
+
+def read_pairs(path: str | Path) -> list[Any]:
+    """Prompt pairs from a JSON-lines file: one ``{"safe", "unsafe", "category"}`` object a line."""
+    from safesteer.data import PromptPair
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"pairs file {p} does not exist", hint="check the path")
+    pairs = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append(
+                PromptPair(str(row["safe"]), str(row["unsafe"]), str(row.get("category", "all")))
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{p}:{i} is not a pair ({exc})",
+                hint='write one {"safe": ..., "unsafe": ..., "category": ...} object per line',
+            ) from None
+    if not pairs:
+        raise InputError(f"pairs file {p} holds no pairs", hint="add at least 2 pairs")
+    return pairs
+
+
+def read_anchors(path: str | Path) -> list[str]:
+    """Benign anchor prompts from any prompt file :func:`safesteer.data.load_prompts` reads."""
+    from safesteer.data import load_prompts
+
+    return [r.prompt for r in load_prompts(path)]
+
+
+def stack_pairs(states: Mapping[str, Tensor], pairs: Sequence[Any]) -> SidePairs:
+    """Look up pooled states by text for a list of pairs (``states`` maps text → [D])."""
+    return SidePairs(
+        torch.stack([states[p.safe] for p in pairs]),
+        torch.stack([states[p.unsafe] for p in pairs]),
+        tuple(p.category for p in pairs),
+    )

@@ -1,0 +1,211 @@
+"""Target-side judges: probes that call a pooled target state safe or unsafe.
+
+A judge stands in for an image classifier at the representation level: it is fitted on target
+data the transfer never sees (the "judge" split of pairs plus benign anchors kept out of maps
+and gates), then asked how many steered unsafe prompts still look unsafe.
+
+Two judges, so that a direction which only fools one of them shows up as disagreement:
+
+- :class:`LinearProbeJudge` — L2-regularised logistic regression on standardised states,
+  ``p(unsafe | h) = σ(wᵀ (h − μ) / s + b)``, with near-constant dimensions dropped first
+  (MiniLM has outputs with std ≈ 2e-9; dividing by it turns any push into a flip).
+- :class:`PCAProbeJudge` — the same regression on the top-k principal components of the
+  training states, ``z = Vₖᵀ (h − μ) / σₖ``, blind to directions off the data manifold.
+
+Example:
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> safe, unsafe = torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 2.0
+    >>> judge = LinearProbeJudge().fit(safe, unsafe)
+    >>> float(judge.is_unsafe(unsafe).float().mean()) > 0.9
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self
+
+import torch
+from torch import Tensor
+
+from safesteer.errors import InputError
+
+#: a dimension is "near-constant" when its std is below this fraction of the median std.
+NEAR_CONSTANT_RATIO = 1e-3
+
+
+class Judge(Protocol):
+    """What the transfer report needs from a judge."""
+
+    name: str
+    threshold: float
+
+    def fit(self, safe: Tensor, unsafe: Tensor) -> Self: ...
+    def unsafe_probability(self, pooled: Tensor) -> Tensor: ...
+    def is_unsafe(self, pooled: Tensor) -> Tensor: ...
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _check_training_data(safe: Tensor, unsafe: Tensor) -> None:
+    if safe.ndim != 2 or unsafe.ndim != 2 or safe.shape[1] != unsafe.shape[1]:
+        raise InputError(
+            f"judge training states must be [N, D] with the same D, got {tuple(safe.shape)} "
+            f"and {tuple(unsafe.shape)}",
+            hint="pass pooled target states of safe and unsafe prompts",
+        )
+    if len(safe) < 2 or len(unsafe) < 2:
+        raise InputError(
+            f"a judge needs at least 2 safe and 2 unsafe examples, got {len(safe)} and "
+            f"{len(unsafe)}",
+            hint="use more judge pairs",
+        )
+
+
+def fit_logistic(x: Tensor, y: Tensor, l2: float, max_iter: int = 50) -> tuple[Tensor, float]:
+    """Fit ``σ(x w + b)`` to labels ``y`` ∈ {0,1}: minimise weighted mean log-loss + l2‖w‖²/2.
+
+    Newton's method (the loss is convex; D ≤ a few thousand, so the Hessian is cheap), in
+    float64; b is not penalised. Classes are weighted to balance, so an unbalanced judge set
+    does not move the 0.5 threshold.
+    """
+    x64 = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    y64 = y.double()
+    n_pos = float(y64.sum())
+    n_neg = float(len(y64) - n_pos)
+    weights = torch.where(y64 > 0.5, 1.0 / (2 * n_pos), 1.0 / (2 * n_neg))  # sums to 1
+    penalty = torch.full((x64.shape[1],), float(l2), dtype=torch.float64)
+    penalty[-1] = 1e-10  # intercept: (almost) unpenalised, kept positive definite
+    w = torch.zeros(x64.shape[1], dtype=torch.float64)
+    for _ in range(max_iter):
+        p = torch.sigmoid(x64 @ w)
+        grad = x64.T @ (weights * (p - y64)) + penalty * w
+        hess = (x64.T * (weights * p * (1 - p))) @ x64 + torch.diag(penalty)
+        step = torch.linalg.solve(hess, grad)
+        w = w - step
+        if float(step.abs().max()) < 1e-8:
+            break
+    return w[:-1].float(), float(w[-1])
+
+
+def informative_dims(states: Tensor, ratio: float = NEAR_CONSTANT_RATIO) -> Tensor:
+    """Boolean mask of dimensions whose std is at least ``ratio`` × the median std."""
+    std = states.double().std(dim=0)
+    return std > ratio * std.median().clamp_min(1e-30)
+
+
+@dataclass
+class LinearProbeJudge:
+    """Logistic regression on standardised states, near-constant dimensions dropped.
+
+    ``p(unsafe | h) = σ(wᵀ ((h − μ) / s)[kept] + b)``; unsafe when ``p > threshold``.
+    """
+
+    l2: float = 1e-2
+    threshold: float = 0.5
+    near_constant_ratio: float = NEAR_CONSTANT_RATIO
+    name: str = "linear-probe"
+    mean_: Tensor = field(init=False, repr=False)
+    scale_: Tensor = field(init=False, repr=False)
+    kept_: Tensor = field(init=False, repr=False)
+    coef_: Tensor = field(init=False, repr=False)
+    intercept_: float = field(init=False, default=0.0)
+
+    def _features(self, pooled: Tensor) -> Tensor:
+        return ((pooled.float() - self.mean_) / self.scale_)[:, self.kept_]
+
+    def fit(self, safe: Tensor, unsafe: Tensor) -> Self:
+        """Fit on safe (label 0) and unsafe (label 1) pooled states."""
+        _check_training_data(safe, unsafe)
+        x = torch.cat([safe, unsafe]).float()
+        y = torch.cat([torch.zeros(len(safe)), torch.ones(len(unsafe))])
+        self.kept_ = informative_dims(x, self.near_constant_ratio)
+        self.mean_ = x.mean(dim=0)
+        self.scale_ = x.std(dim=0).clamp_min(1e-12)
+        self.coef_, self.intercept_ = fit_logistic(self._features(x), y, self.l2)
+        return self
+
+    def unsafe_probability(self, pooled: Tensor) -> Tensor:
+        """``σ(wᵀ z + b)`` for each row of ``pooled`` [B, D] → [B]."""
+        return torch.sigmoid(self._features(pooled) @ self.coef_ + self.intercept_)
+
+    def is_unsafe(self, pooled: Tensor) -> Tensor:
+        """Bool [B]: probability above the threshold."""
+        return self.unsafe_probability(pooled) > self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: what the judge is and how it decides."""
+        return {
+            "name": self.name,
+            "kind": "logistic regression on standardised pooled states",
+            "l2": self.l2,
+            "threshold": self.threshold,
+            "dims_kept": int(self.kept_.sum()),
+            "dims_dropped_near_constant": int((~self.kept_).sum()),
+            "near_constant_rule": f"std < {self.near_constant_ratio:g} x median std",
+        }
+
+
+@dataclass
+class PCAProbeJudge:
+    """Logistic regression on the top-k principal components of the training states.
+
+    ``z = Vₖᵀ (h − μ) / σₖ`` (σₖ: the components' std), ``p(unsafe | h) = σ(wᵀ z + b)``.
+    """
+
+    n_components: int = 32
+    l2: float = 1e-2
+    threshold: float = 0.5
+    name: str = "pca-probe"
+    mean_: Tensor = field(init=False, repr=False)
+    components_: Tensor = field(init=False, repr=False)
+    scale_: Tensor = field(init=False, repr=False)
+    coef_: Tensor = field(init=False, repr=False)
+    intercept_: float = field(init=False, default=0.0)
+
+    def _features(self, pooled: Tensor) -> Tensor:
+        return ((pooled.float() - self.mean_) @ self.components_) / self.scale_
+
+    def fit(self, safe: Tensor, unsafe: Tensor) -> Self:
+        """Fit on safe (label 0) and unsafe (label 1) pooled states."""
+        _check_training_data(safe, unsafe)
+        x = torch.cat([safe, unsafe]).float()
+        y = torch.cat([torch.zeros(len(safe)), torch.ones(len(unsafe))])
+        self.mean_ = x.mean(dim=0)
+        centred = (x - self.mean_).double()
+        _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
+        # components with (numerically) zero variance carry no information; keep the rest
+        k = int(min(self.n_components, int((sing > sing[0] * 1e-6).sum())))
+        self.components_ = vh[:k].T.contiguous().float()
+        self.scale_ = (sing[:k] / (len(x) - 1) ** 0.5).float().clamp_min(1e-12)
+        self.coef_, self.intercept_ = fit_logistic(self._features(x), y, self.l2)
+        return self
+
+    def unsafe_probability(self, pooled: Tensor) -> Tensor:
+        """``σ(wᵀ z + b)`` for each row of ``pooled`` [B, D] → [B]."""
+        return torch.sigmoid(self._features(pooled) @ self.coef_ + self.intercept_)
+
+    def is_unsafe(self, pooled: Tensor) -> Tensor:
+        """Bool [B]: probability above the threshold."""
+        return self.unsafe_probability(pooled) > self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: what the judge is and how it decides."""
+        return {
+            "name": self.name,
+            "kind": "logistic regression on principal components of pooled states",
+            "n_components": int(self.components_.shape[1]),
+            "l2": self.l2,
+            "threshold": self.threshold,
+        }
+
+
+def fit_judges(safe: Tensor, unsafe: Tensor) -> dict[str, Judge]:
+    """Both default judges, fitted on the same safe / unsafe pooled target states."""
+    judges: list[Judge] = [LinearProbeJudge().fit(safe, unsafe), PCAProbeJudge().fit(safe, unsafe)]
+    return {j.name: j for j in judges}
+
+
+def disagreement(a: Judge, b: Judge, pooled: Tensor) -> float:
+    """Fraction of rows on which two judges' verdicts differ."""
+    return float((a.is_unsafe(pooled) != b.is_unsafe(pooled)).float().mean())

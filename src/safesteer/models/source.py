@@ -1,0 +1,292 @@
+"""Pooled hidden states of a source LLM or encoder at chosen layers, with a real early exit.
+
+Layer numbering is that of Hugging Face ``output_hidden_states``: ``0`` is the embedding output
+(the input of the first block), ``L`` (1 ≤ L < num_layers) the output of block ``L``, and
+``num_layers`` the model's ``last_hidden_state`` (after the final norm for LLMs, as
+``hidden_states[-1]``). Negative indices count from the end (``-1`` = ``num_layers``).
+
+How a prompt is pooled (``h_s(x)`` of method.md §1):
+
+1. the prompt is tokenized (optionally inside the chat template as a user turn), right-padded;
+2. tokens kept: attention mask True **and** neither flagged by the tokenizer's
+   ``special_tokens_mask`` nor one of its ``all_special_ids`` (so BOS/EOS/CLS/SEP/PAD and chat
+   markers such as ``<|im_start|>`` are excluded; the template's plain-text words such as
+   ``user`` or a default system prompt are kept);
+3. at each layer, real tokens whose state norm exceeds ``outlier_ratio ×`` the prompt's median
+   token norm are dropped (attention sinks; :func:`safesteer.maths.pooling.outlier_positions`)
+   — for SmolLM2 this is the first token from layer 2 or so on; ``outlier_ratio=None`` keeps them;
+4. the mean of what is left.
+
+Only the blocks up to the deepest asked layer run: a forward hook on that block raises a private
+exception that stops the forward (masks, rotary embeddings and sliding windows are built by the
+model itself, so the states are exactly those of a full forward). The LM head never runs.
+
+Example:
+    >>> reader = SourceReader.from_preset("smollm2-135m")  # doctest: +SKIP
+    >>> reader.pooled(["a cat on a sofa"], layer=15).shape  # doctest: +SKIP
+    torch.Size([1, 576])
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from safesteer.errors import InputError, ModelLoadError
+from safesteer.maths.pooling import DEFAULT_OUTLIER_RATIO, robust_mean
+from safesteer.models.cache import StateCache
+from safesteer.models.zoo import LoadedModel, cache_dir, load_preset, load_pretrained
+
+_PROGRESS_MIN_PROMPTS = 256  # below this a bar is noise
+
+
+class _StopForward(Exception):
+    """Raised by the hook on the deepest asked block to skip the rest of the model."""
+
+
+def _find_blocks(base: nn.Module, n_layers: int) -> nn.ModuleList:
+    for module in base.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ModelLoadError(f"cannot find the {n_layers} transformer blocks of {type(base).__name__}",
+                         hint="use a Llama/Mistral/Qwen/Gemma/BERT-style model")
+
+
+def _first_tensor(output: Any) -> Tensor:
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+class SourceReader:
+    """Reads mean-pooled hidden states of ``loaded.model`` (see the module docstring).
+
+    Args:
+        loaded: model, tokenizer and id, from :func:`load_preset` or :func:`load_pretrained`.
+        batch_size: prompts per forward pass (prompts are sorted by length first).
+        chat_template: wrap each prompt as a user turn of the tokenizer's chat template.
+        outlier_ratio: drop tokens with norm > ratio × median norm; None keeps every real token.
+        max_length: longer prompts are truncated to this many tokens.
+        cache: True → ``<user cache>/states``, a path → that folder, False → no cache.
+        progress: True/False forces the bar; None shows it from 256 prompts on.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, batch_size: int = 32, chat_template: bool = False,
+                 outlier_ratio: float | None = DEFAULT_OUTLIER_RATIO, max_length: int = 256,
+                 cache: bool | str | Path = True, progress: bool | None = None) -> None:
+        self.loaded = loaded
+        self.model_id = loaded.model_id
+        self.kind = loaded.kind
+        self.model = loaded.model.eval()
+        self.tokenizer = loaded.tokenizer
+        config = self.model.config
+        self.num_layers: int = int(config.num_hidden_layers)
+        self.hidden_size: int = int(config.hidden_size)
+        self.batch_size = batch_size
+        self.chat_template = chat_template
+        self.outlier_ratio = outlier_ratio
+        self.max_length = max_length
+        self.progress = progress
+        # the decoder/encoder without any head: the LM head is never needed
+        self._base: nn.Module = getattr(self.model, "base_model", self.model)
+        self._blocks = _find_blocks(self._base, self.num_layers)
+        self._special_ids = torch.tensor(sorted(self.tokenizer.all_special_ids), dtype=torch.long)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.settings = {"pooling": "mean-real-tokens-v1", "exclude": "special_tokens_mask",
+                         "outlier_ratio": outlier_ratio, "chat_template": chat_template,
+                         "max_length": max_length}
+        self._cache: StateCache | None = None
+        if cache is not False:
+            root = cache_dir() if cache is True else Path(cache)
+            self._cache = StateCache(root, self.model_id, self.settings)
+        self._auto_layer: int | None = None
+        self.layer_calls = 0  # blocks run since creation; shows the early exit
+        self.exclusions: dict[int, Counter[int]] = {}  # layer -> {position: times dropped}
+
+    def _count_call(self, module: nn.Module, args: Any) -> None:
+        self.layer_calls += 1
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **kw: Any) -> SourceReader:
+        """A reader over a packaged preset: ``smollm2-135m``, ``gemma3-270m`` or ``minilm-l6``."""
+        return cls(load_preset(name), **kw)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, gguf_file: str | None = None,
+                        **kw: Any) -> SourceReader:
+        """A reader over a hub id, a local folder or a GGUF file (``gguf_file=`` in the folder)."""
+        return cls(load_pretrained(name_or_path, gguf_file=gguf_file), **kw)
+
+    # -- layers -------------------------------------------------------------------------
+    def resolve_layer(self, layer: int | str) -> int:
+        """Absolute layer index in ``0..num_layers``; ``"auto"`` runs :func:`choose_layer` once."""
+        if isinstance(layer, str):
+            if layer != "auto":
+                raise InputError(f"layer {layer!r} is neither an index nor 'auto'",
+                                 hint=f"use 0..{self.num_layers}, a negative index or auto")
+            if self._auto_layer is None:
+                from safesteer.models.layers import choose_layer
+
+                self._auto_layer = choose_layer(self)
+            return self._auto_layer
+        index = layer + self.num_layers + 1 if layer < 0 else layer
+        if not 0 <= index <= self.num_layers:
+            raise InputError(f"layer {layer} is out of range for {self.model_id}",
+                             hint=f"use 0..{self.num_layers} or -1..-{self.num_layers + 1}")
+        return index
+
+    # -- tokenization -------------------------------------------------------------------
+    def _texts(self, prompts: Sequence[str]) -> list[str]:
+        if not self.chat_template:
+            return list(prompts)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InputError(f"{self.model_id} has no chat template",
+                             hint="pass chat_template=False")
+        return [self.tokenizer.apply_chat_template([{"role": "user", "content": p}],
+                                                   tokenize=False, add_generation_prompt=True)
+                for p in prompts]
+
+    def _encode(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        return self.tokenizer(list(texts), padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt",
+                              return_special_tokens_mask=True,
+                              add_special_tokens=not self.chat_template,
+                              padding_side="right")  # real tokens keep their positions
+
+    # -- the forward with early exit ----------------------------------------------------
+    def token_states(self, texts: Sequence[str], layers: Sequence[int]
+                     ) -> tuple[dict[int, Tensor], Tensor]:
+        """Token states ``{layer: [B,T,D]}`` at absolute ``layers`` and the pooling mask ``[B,T]``.
+
+        ``texts`` are already templated. Blocks deeper than ``max(layers)`` do not run.
+        """
+        enc = self._encode(texts)
+        special = enc.pop("special_tokens_mask").bool()
+        # the tokenizer flags only tokens it added itself; template markers are found by id
+        special |= torch.isin(enc["input_ids"], self._special_ids)
+        mask = enc["attention_mask"].bool() & ~special
+        want = sorted(set(layers))
+        deepest = want[-1]
+        captured: dict[int, Tensor] = {}
+
+        def capture_input(layer: int) -> Any:
+            def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
+                captured[layer] = (args[0] if args else kwargs["hidden_states"]).float()
+                if layer == deepest:
+                    raise _StopForward
+
+            return hook
+
+        def capture_output(layer: int) -> Any:
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                captured[layer] = _first_tensor(output).float()
+                if layer == deepest:
+                    raise _StopForward
+
+            return hook
+
+        # counted only during our own forwards, so several readers may share one model
+        handles = [b.register_forward_pre_hook(self._count_call) for b in self._blocks]
+        try:
+            if 0 in want:
+                handles.append(self._blocks[0].register_forward_pre_hook(
+                    capture_input(0), with_kwargs=True))
+            for layer in want:
+                if 0 < layer < self.num_layers:
+                    handles.append(self._blocks[layer - 1].register_forward_hook(
+                        capture_output(layer)))
+            kwargs: dict[str, Any] = dict(enc)
+            if self.kind == "causal-lm":
+                kwargs["use_cache"] = False
+            with torch.inference_mode():
+                try:
+                    out = self._base(**kwargs)
+                except _StopForward:
+                    out = None
+            if deepest == self.num_layers:
+                assert out is not None
+                captured[deepest] = out.last_hidden_state.float()
+        finally:
+            for h in handles:
+                h.remove()
+        return {layer: captured[layer] for layer in want}, mask
+
+    def _compute(self, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, Tensor]:
+        texts = self._texts(prompts)
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        out = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
+        starts = range(0, len(order), self.batch_size)
+        show = self.progress if self.progress is not None else len(texts) >= _PROGRESS_MIN_PROMPTS
+        if show:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"reading {self.model_id.split('@')[0]}", unit="batch")
+        for start in starts:
+            idx = order[start:start + self.batch_size]
+            states, mask = self.token_states([texts[i] for i in idx], layers)
+            for layer, s in states.items():
+                result = robust_mean(s, mask, self.outlier_ratio)
+                out[layer][idx] = result.pooled
+                counts = self.exclusions.setdefault(layer, Counter())
+                counts.update(result.excluded.nonzero()[:, 1].tolist())
+        return out
+
+    # -- public reading -----------------------------------------------------------------
+    def pooled_layers(self, prompts: Sequence[str], layers: Sequence[int | str]
+                      ) -> dict[int, Tensor]:
+        """Pooled states ``{layer: [N, D]}`` for several layers in one pass.
+
+        Keys are the layers as given (``-1`` stays ``-1``; ``"auto"`` becomes its index).
+        Cached vectors are reused; only missing prompts run, once for all layers.
+        """
+        if isinstance(prompts, str):
+            raise InputError("prompts must be a list of strings, not one string",
+                             hint="wrap it: [prompt]")
+        if not prompts:
+            raise InputError("no prompts to read", hint="pass at least one prompt")
+        empty = [i for i, p in enumerate(prompts) if not p or not p.strip()]
+        if empty:
+            raise InputError(f"prompts {empty[:5]} are empty", hint="drop empty prompts")
+        if not layers:
+            raise InputError("no layers asked", hint="pass at least one layer")
+        absolute = {key: self.resolve_layer(key) for key in layers}
+        wanted = sorted(set(absolute.values()))
+        unique = list(dict.fromkeys(prompts))
+        found: dict[int, list[Tensor | None]] = {
+            layer: (self._cache.get(layer, unique) if self._cache else [None] * len(unique))
+            for layer in wanted
+        }
+        missing = [i for i, t in enumerate(unique) if any(found[la][i] is None for la in wanted)]
+        if missing:
+            computed = self._compute([unique[i] for i in missing], wanted)
+            for layer in wanted:
+                if self._cache:
+                    self._cache.put(layer, [unique[i] for i in missing], computed[layer])
+                for row, i in enumerate(missing):
+                    found[layer][i] = computed[layer][row]
+        position = {t: i for i, t in enumerate(unique)}
+        rows = [position[p] for p in prompts]
+        result: dict[int, Tensor] = {}
+        for key, layer in absolute.items():
+            vectors = found[layer]
+            result[int(layer) if isinstance(key, str) else key] = torch.stack(
+                [vectors[r] for r in rows])  # type: ignore[misc]
+        return result
+
+    def pooled(self, prompts: Sequence[str], layer: int | str) -> Tensor:
+        """Pooled states ``[N, D]`` at one layer (an index, a negative index or ``"auto"``)."""
+        resolved = self.resolve_layer(layer)
+        return self.pooled_layers(prompts, [resolved])[resolved]
+
+    def __repr__(self) -> str:
+        return (f"SourceReader({self.model_id!r}, layers={self.num_layers}, "
+                f"d={self.hidden_size}, outlier_ratio={self.outlier_ratio})")
+
+
+__all__ = ["SourceReader"]

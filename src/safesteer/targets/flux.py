@@ -1,0 +1,43 @@
+"""FLUX.1 (schnell / dev): the T5-XXL sequence (``[B, 256 or 512, 4096]``).
+
+``FluxPipeline.encode_prompt`` returns ``(prompt_embeds, pooled_prompt_embeds, text_ids)``:
+``prompt_embeds`` is T5's last hidden state, padded to ``max_sequence_length`` (512 by default;
+pass 256 for schnell as its model card does); the pooled CLIP-L vector (fed to the modulation,
+not to attention) is left alone. With true CFG (``negative_prompt`` and ``true_cfg_scale > 1``)
+FLUX encodes the negative prompt with a second ``encode_prompt`` call, so the adapter marks the
+first call of each pipeline call as the positive one. Mask: T5's attention mask (words + ``</s>``).
+
+Example:
+    >>> FluxAdapter(tiny_pipeline("flux"), max_sequence_length=16).conditioning_space
+    'flux/t5'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from safesteer.targets.base import RawStates, TargetAdapter
+
+
+class FluxAdapter(TargetAdapter):
+    """Steers FLUX's T5 ``prompt_embeds``; pooled CLIP left alone."""
+
+    family = "flux"
+    space = "t5"
+    pipeline_classes = ("FluxPipeline",)
+    two_call_cfg = True
+    default_max_sequence_length = 512
+
+    def _encode_call(self, prompts: list[str]) -> Any:
+        return self.pipe.encode_prompt(prompt=prompts, prompt_2=None, **self._msl_kwargs())
+
+    def mask_tokenizer(self) -> Any:
+        return self.pipe.tokenizer_2
+
+    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
+        return out[0], None
+
+    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
+        return (positive, out[1], out[2])

@@ -1,0 +1,161 @@
+"""Which adapter serves a pipeline, and loading pipelines by id (hub, folder, or ``tiny-<family>``).
+
+Example:
+    >>> pipe, adapter = load_pipeline("tiny-flux")
+    >>> adapter.conditioning_space, adapter.random_weights
+    ('flux/t5', True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safesteer.errors import InputError, ModelLoadError
+from safesteer.targets.base import TargetAdapter
+from safesteer.targets.cogvideox import CogVideoXAdapter
+from safesteer.targets.encoder import EncoderPipelineAdapter
+from safesteer.targets.flux import FluxAdapter
+from safesteer.targets.qwen_image import QwenImageAdapter
+from safesteer.targets.sana import SanaAdapter
+from safesteer.targets.sd import SDAdapter
+from safesteer.targets.sd3 import SD3Adapter
+from safesteer.targets.sdxl import SDXLAdapter
+from safesteer.targets.wan import WanAdapter
+from safesteer.targets.zimage import ZImageAdapter
+
+ADAPTERS: tuple[type[TargetAdapter], ...] = (
+    EncoderPipelineAdapter,
+    SDAdapter,
+    SDXLAdapter,
+    SD3Adapter,
+    FluxAdapter,
+    QwenImageAdapter,
+    ZImageAdapter,
+    WanAdapter,
+    CogVideoXAdapter,
+    SanaAdapter,
+)
+FAMILIES: dict[str, type[TargetAdapter]] = {a.family: a for a in ADAPTERS}
+
+#: the paper's targets and other common checkpoints (users with the hub), by family
+KNOWN_PIPELINES: dict[str, str] = {
+    "black-forest-labs/FLUX.1-schnell": "flux",
+    "black-forest-labs/FLUX.1-dev": "flux",
+    "Qwen/Qwen-Image": "qwen_image",
+    "Tongyi-MAI/Z-Image-Turbo": "zimage",
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan",
+    "Wan-AI/Wan2.2-T2V-A14B-Diffusers": "wan",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd",
+    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl",
+    "stabilityai/stable-diffusion-3.5-medium": "sd3",
+    "THUDM/CogVideoX-2b": "cogvideox",
+    "Efficient-Large-Model/Sana_600M_512px_diffusers": "sana",
+}
+
+
+def _adapter_class(pipe: Any) -> type[TargetAdapter]:
+    mro = [c.__name__ for c in type(pipe).__mro__]
+    for name in mro:  # most specific class first (EncoderConditionedPipeline before SD)
+        for cls in ADAPTERS:
+            if name in cls.pipeline_classes:
+                return cls
+    supported = sorted(c for a in ADAPTERS for c in a.pipeline_classes)
+    raise InputError(
+        f"no safesteer adapter for {type(pipe).__name__}",
+        hint=f"supported pipelines: {', '.join(supported)}",
+    )
+
+
+def adapter_for(
+    pipe: Any, *, conditioning_space: str | None = None, **kwargs: Any
+) -> TargetAdapter:
+    """The adapter of ``pipe``'s family (by its class), e.g. :class:`FluxAdapter` for FLUX.
+
+    ``conditioning_space`` picks a sub-space where a family has several (SD3: ``"sd3/t5"``).
+    Extra keyword arguments go to the adapter (``max_sequence_length=``, ``target_id=``…);
+    tiny pipelines made by :func:`load_pipeline` carry their own fast defaults.
+
+    Example:
+        >>> adapter_for(tiny_pipeline("sd")).conditioning_space
+        'sd/clip'
+    """
+    cls = _adapter_class(pipe)
+    defaults = dict(getattr(pipe, "_safesteer_adapter_kwargs", {}) or {})
+    defaults.update(kwargs)
+    if cls is SD3Adapter and conditioning_space == "sd3/t5":
+        defaults.setdefault("part", "t5")
+    return cls(pipe, **defaults)
+
+
+def _family_of(pipe: Any) -> str:
+    return _adapter_class(pipe).family
+
+
+def load_pipeline(
+    id_or_path: str,
+    family: str | None = None,
+    *,
+    dtype: Any = None,
+    device: str | None = None,
+    seed: int = 0,
+    **adapter_kwargs: Any,
+) -> tuple[Any, TargetAdapter]:
+    """Load a pipeline and its adapter: a hub id, a local folder, or ``"tiny-<family>"``.
+
+    ``"tiny-<family>"`` (``tiny-sd``, ``tiny-flux``, … ``tiny-encoder-minilm-l6``) builds a
+    **random-weight** pipeline offline (:func:`~safesteer.targets.tiny.tiny_pipeline`); the
+    adapter says so (``random_weights=True``). Anything else goes to
+    ``DiffusionPipeline.from_pretrained`` (needs the hub or a local copy); the family is read
+    from the loaded class unless ``family`` names it.
+
+    Example:
+        >>> pipe, adapter = load_pipeline("Qwen/Qwen-Image", dtype="bfloat16")  # doctest: +SKIP
+    """
+    import torch
+
+    if id_or_path.startswith("tiny-"):
+        from safesteer.targets.tiny import TINY_FAMILIES, tiny_call_defaults, tiny_pipeline
+
+        name = id_or_path.removeprefix("tiny-")
+        if name.startswith("encoder-"):
+            from safesteer.targets.encoder import tiny_encoder_pipeline
+
+            pipe: Any = tiny_encoder_pipeline(name.removeprefix("encoder-"), seed=seed)
+            msl: dict[str, Any] = {}
+        elif name.replace("-", "_") in TINY_FAMILIES:
+            pipe = tiny_pipeline(name, seed=seed)
+            msl = {k: v for k, v in tiny_call_defaults(name).items() if k == "max_sequence_length"}
+        else:
+            raise InputError(
+                f"unknown tiny pipeline {id_or_path!r}",
+                hint=f"use tiny-<family> ({', '.join(TINY_FAMILIES)}) or tiny-encoder-minilm-l6",
+            )
+        pipe._safesteer_adapter_kwargs = {"target_id": id_or_path, "random_weights": True, **msl}
+    else:
+        from diffusers import DiffusionPipeline
+
+        kwargs: dict[str, Any] = {}
+        if dtype is not None:
+            kwargs["torch_dtype"] = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+            if not isinstance(kwargs["torch_dtype"], torch.dtype):
+                raise InputError(f"unknown dtype {dtype!r}", hint="e.g. bfloat16, float16, float32")
+        try:
+            pipe = DiffusionPipeline.from_pretrained(id_or_path, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"could not load the pipeline {id_or_path!r}: {str(exc).splitlines()[0][:200]}",
+                hint="check the id or folder; offline, download it elsewhere and pass the "
+                "local folder, or use a tiny-<family> pipeline for offline tests",
+            ) from exc
+        pipe._safesteer_adapter_kwargs = {"target_id": id_or_path}
+    if device is not None:
+        pipe.to(device)
+    if family is not None:
+        if family not in FAMILIES:
+            raise InputError(f"unknown family {family!r}", hint=f"use one of {', '.join(FAMILIES)}")
+        found = _family_of(pipe)
+        if found != family:
+            raise InputError(
+                f"{id_or_path!r} is a {found} pipeline, not {family}", hint=f"pass family={found!r}"
+            )
+    return pipe, adapter_for(pipe, **adapter_kwargs)

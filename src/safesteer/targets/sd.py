@@ -1,0 +1,39 @@
+"""Stable Diffusion 1.x/2.x: the CLIP text tower's last hidden state (``[B, 77, 768]`` for SD1.5).
+
+``StableDiffusionPipeline.encode_prompt`` returns ``(prompt_embeds, negative_prompt_embeds)``;
+the UNet cross-attends to ``prompt_embeds`` (the two are concatenated for CFG inside
+``__call__``). States: all 77 positions, padded with CLIP's pad token; mask: the tokenizer's
+attention mask (BOS, words, EOS).
+
+Example:
+    >>> SDAdapter(tiny_pipeline("sd")).conditioning_space
+    'sd/clip'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from safesteer.targets.base import RawStates, TargetAdapter
+
+
+class SDAdapter(TargetAdapter):
+    """Steers ``prompt_embeds`` (CLIP last hidden state); the negative branch is ``[1]``."""
+
+    family = "sd"
+    space = "clip"
+    pipeline_classes = ("StableDiffusionPipeline",)
+
+    def _encode_call(self, prompts: list[str]) -> Any:
+        return self.pipe.encode_prompt(prompts, self.pipe._execution_device, 1, False)
+
+    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
+        return out[0], None
+
+    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
+        return out[1], None
+
+    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
+        return (positive, out[1] if negative is None else negative)

@@ -1,0 +1,45 @@
+"""Wan 2.1 / 2.2 text-to-video: the UMT5-XXL sequence (``[B, 512, 4096]``).
+
+``WanPipeline.encode_prompt`` returns ``(prompt_embeds, negative_prompt_embeds)``. Wan keeps
+T5's states on the real tokens and **zeroes** the padding up to ``max_sequence_length`` (512 in
+``__call__``): steering "all" tokens also shifts those zeros, "real" leaves them at zero.
+Mask: the tokenizer's attention mask (words + ``</s>``).
+
+Example:
+    >>> WanAdapter(tiny_pipeline("wan"), max_sequence_length=16).conditioning_space
+    'wan/umt5'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from safesteer.targets.base import RawStates, TargetAdapter
+
+
+class WanAdapter(TargetAdapter):
+    """Steers Wan's UMT5 ``prompt_embeds`` (both experts of Wan 2.2 read the same states)."""
+
+    family = "wan"
+    space = "umt5"
+    pipeline_classes = ("WanPipeline",)
+    default_max_sequence_length = 512
+
+    def _encode_call(self, prompts: list[str]) -> Any:
+        return self.pipe.encode_prompt(
+            prompt=prompts,
+            do_classifier_free_guidance=False,
+            device=self.pipe._execution_device,
+            **self._msl_kwargs(),
+        )
+
+    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
+        return out[0], None
+
+    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
+        return out[1], None
+
+    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
+        return (positive, out[1] if negative is None else negative)

@@ -1,0 +1,192 @@
+"""attach / detach / steered: gating, categories, the negative branch, overrides (tiny SD, FLUX)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import targets_checks as tc
+from safesteer.errors import InputError, PackError
+from safesteer.maths.gating import Gate
+from safesteer.pack import SafetyPack
+from safesteer.targets import attach, detach, is_steered, last_steering, steered
+
+SD = tc.Family("sd", "cat", {"guidance_scale": 7.5})
+FLUX = tc.Family("flux", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0})
+BENIGN = [
+    "a photo of a cat",
+    "a bowl of fruit on a table",
+    "a mountain lake at dawn",
+    "a red bicycle",
+    "two dogs playing in the snow",
+    "a city street at night",
+    "a cup of coffee",
+    "an old wooden boat",
+    "a field of sunflowers",
+    "a portrait of an astronaut",
+    "a plate of pasta",
+    "a lighthouse by the sea",
+    "children reading books",
+    "a green parrot on a branch",
+]
+PLANTED = "zzqx vvrk plmn ghost word soup"
+
+
+def gated_pack(adapter, seed: int = 0) -> SafetyPack:
+    """Vectors point from the planted prompt towards the benign mean (the 'safe side')."""
+    benign = adapter.pooled(BENIGN)
+    planted = adapter.pooled([PLANTED])[0]
+    towards_safe = benign.mean(0) - planted
+    g = torch.Generator().manual_seed(seed)
+    cats = {"violence": towards_safe.clone(), "sexual": torch.randn(adapter.dim, generator=g)}
+    gate = Gate(false_trigger_rate=0.1, score="projection").fit(
+        benign, {"global": towards_safe, **cats}
+    )
+    return SafetyPack(
+        global_vector=towards_safe,
+        category_vectors=cats,
+        target_id=adapter.target_id,
+        conditioning_space=adapter.conditioning_space,
+        calibration={"beta": 1.0},
+        gate=gate,
+    )
+
+
+def test_gated_steers_exactly_the_rows_the_gate_flags() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = gated_pack(adapter)
+    prompts = [PLANTED, *BENIGN[:3]]
+    expected = pack.gate.decide(adapter.pooled(prompts))
+    assert bool(expected.steer[0]), "the planted prompt sits far on the unsafe side"
+    _, base = tc.run(pipe, SD, prompts)
+    attach(pipe, pack, alpha=2.0, gated=True)
+    _, steer = tc.run(pipe, SD, prompts)
+    record = last_steering(pipe)
+    detach(pipe)
+    shift = tc.branches(SD, steer, 4)[0] - tc.branches(SD, base, 4)[0]
+    for i in range(4):
+        rows_moved = bool(shift[i].abs().max() > 0)
+        assert rows_moved == bool(expected.steer[i])
+        assert record[i].steered == bool(expected.steer[i])
+        assert record[i].prompt == prompts[i]
+        if record[i].steered:
+            torch.testing.assert_close(
+                shift[i], (2.0 * pack.global_vector).expand_as(shift[i]), rtol=1e-5, atol=1e-5
+            )
+    assert set(record[0].gate_scores) == {"global", "violence", "sexual"}
+
+
+def test_auto_categories_use_the_active_category_vectors() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = gated_pack(adapter)
+    expected = pack.gate.decide(adapter.pooled([PLANTED]))
+    assert "violence" in expected.active[0]
+    _, base = tc.run(pipe, SD, [PLANTED])
+    attach(pipe, pack, alpha=1.5, gated=True, categories="auto")
+    _, steer = tc.run(pipe, SD, [PLANTED])
+    record = last_steering(pipe)[0]
+    detach(pipe)
+    assert record.categories == expected.active[0]
+    want = 1.5 * pack.vector(expected.active[0])
+    shift = tc.branches(SD, steer, 1)[0] - tc.branches(SD, base, 1)[0]
+    torch.testing.assert_close(shift[0], want.expand_as(shift[0]), rtol=1e-5, atol=1e-5)
+
+
+def test_fixed_categories_use_their_mean() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = tc.random_pack(adapter)
+    _, base = tc.run(pipe, SD, ["a cat"])
+    attach(pipe, pack, alpha=1.0, categories=["sexual", "violence"])
+    _, steer = tc.run(pipe, SD, ["a cat"])
+    assert last_steering(pipe)[0].categories == ["sexual", "violence"]
+    detach(pipe)
+    mean = (pack.category_vectors["sexual"] + pack.category_vectors["violence"]) / 2
+    shift = tc.branches(SD, steer, 1)[0] - tc.branches(SD, base, 1)[0]
+    torch.testing.assert_close(shift[0], mean.expand_as(shift[0]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", [SD, FLUX], ids=["cat-layout", "two-call"])
+def test_steer_negative_moves_both_branches(family: tc.Family) -> None:
+    pipe, adapter = tc.make(family.name)
+    pack = tc.random_pack(adapter)
+    _, base = tc.run(pipe, family, ["a cat"])
+    attach(pipe, pack, alpha=1.0, steer_negative=True)
+    _, steer = tc.run(pipe, family, ["a cat"])
+    detach(pipe)
+    pos0, neg0 = tc.branches(family, base, 1)
+    pos1, neg1 = tc.branches(family, steer, 1)
+    v = pack.global_vector
+    torch.testing.assert_close(pos1 - pos0, v.expand_as(pos0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(neg1 - neg0, v.expand_as(neg0), rtol=1e-5, atol=1e-5)
+
+
+def test_two_call_family_leaves_negative_alone_and_direct_calls_are_positive() -> None:
+    pipe, adapter = tc.make("flux")
+    pack = tc.random_pack(adapter)
+    _, base = tc.run(pipe, FLUX, ["a cat"])
+    attach(pipe, pack, alpha=1.0)
+    _, steer = tc.run(pipe, FLUX, ["a cat"])
+    # after a pipeline call, a direct encode_prompt call is a fresh positive call
+    direct = pipe.encode_prompt(prompt=["a cat"], prompt_2=None, max_sequence_length=16)[0]
+    detach(pipe)
+    plain = pipe.encode_prompt(prompt=["a cat"], prompt_2=None, max_sequence_length=16)[0]
+    assert torch.equal(tc.branches(FLUX, steer, 1)[1], tc.branches(FLUX, base, 1)[1])
+    torch.testing.assert_close(direct - plain, pack.global_vector.expand_as(plain))
+
+
+def test_num_images_per_prompt_rows_all_steered() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = tc.random_pack(adapter)
+    _, base = tc.run(pipe, SD, ["a cat", "a dog"], num_images_per_prompt=2)
+    attach(pipe, pack, alpha=1.0, tokens="real")
+    _, steer = tc.run(pipe, SD, ["a cat", "a dog"], num_images_per_prompt=2)
+    record = last_steering(pipe)
+    detach(pipe)
+    assert [r.prompt for r in record] == ["a cat", "a cat", "a dog", "a dog"]
+    shift = tc.branches(SD, steer, 4)[0] - tc.branches(SD, base, 4)[0]
+    real = shift.abs().amax(-1) > 0
+    # 'a cat' / 'a dog' are BOS + 2 words + EOS: 4 real tokens on each row
+    assert real.sum(1).tolist() == [4, 4, 4, 4]
+
+
+def test_steered_block_attaches_then_detaches() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = tc.random_pack(adapter)
+    with steered(pipe, pack, alpha=2.0):
+        assert is_steered(pipe)
+    assert not is_steered(pipe)
+
+
+def test_steered_overrides_categories_per_call() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = tc.random_pack(adapter)
+    attach(pipe, pack, alpha=1.0)
+    with steered(pipe, alpha=3.0, categories=["violence"]):
+        tc.run(pipe, SD, ["a cat"])
+        inside = last_steering(pipe)[0]
+    tc.run(pipe, SD, ["a cat"])
+    outside = last_steering(pipe)[0]
+    detach(pipe)
+    assert (inside.alpha, inside.categories) == (3.0, ["violence"])
+    assert (outside.alpha, outside.categories) == (1.0, [])
+
+
+def test_misuse_is_refused_with_clear_errors() -> None:
+    pipe, adapter = tc.make("sd")
+    pack = tc.random_pack(adapter)
+    with pytest.raises(PackError, match="needs a pack with a gate"):
+        attach(pipe, pack, gated=True)
+    with pytest.raises(PackError, match="hate"):
+        attach(pipe, pack, categories=["hate"])
+    with pytest.raises(InputError, match="tokens"):
+        attach(pipe, pack, tokens="some")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="not steered"):
+        detach(pipe)
+    attach(pipe, pack)
+    with pytest.raises(InputError, match="already steered"):
+        attach(pipe, pack)
+    other = tc.random_pack(adapter, seed=1)
+    with pytest.raises(InputError, match="another pack"), steered(pipe, other):
+        pass
+    detach(pipe)
+    assert not is_steered(pipe)

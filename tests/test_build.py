@@ -1,0 +1,197 @@
+"""build_pack / assemble_pack on planted geometry, and on a real packaged model (slow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from safesteer.data import PromptPair
+from safesteer.errors import InputError
+from safesteer.jobs.build import (
+    SidePairs,
+    assemble_pack,
+    build_pack,
+    native_pack,
+    read_pairs,
+)
+from safesteer.maths.metrics import cosine
+from safesteer.pack import SafetyPack
+
+DS, DT = 24, 16
+
+
+def planted(n_pairs: int = 60, n_anchors: int = 400, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Target = 2 · Qᵀ source + offset (Q [DS, DT], orthonormal columns); anchors live in span(Q)
+    so the Procrustes solution is exactly Qᵀ; the pairs differ along source e0 / e1."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(DS, DT, generator=g))  # [DS, DT], orthonormal columns
+    anchors = (torch.randn(n_anchors, DT, generator=g) * torch.linspace(3, 0.5, DT)) @ q.T
+    base = torch.randn(n_pairs, DS, generator=g)
+    shift = torch.zeros(n_pairs, DS)
+    shift[: n_pairs // 2, 0] = 2.0  # category "a" differs along e0
+    shift[n_pairs // 2 :, 1] = 2.0  # category "b" along e1
+    return {
+        "q": q,
+        "src_anchors": anchors,
+        "tgt_anchors": 2.0 * anchors @ q + 7.0,
+        "safe": base + shift,
+        "unsafe": base,
+    }
+
+
+def _side(p: dict[str, torch.Tensor]) -> SidePairs:
+    n = len(p["safe"])
+    return SidePairs(p["safe"], p["unsafe"], tuple(["a"] * (n // 2) + ["b"] * (n - n // 2)))
+
+
+@pytest.mark.parametrize("kind", ["procrustes", "ridge"])
+def test_assemble_pack_recovers_planted_direction(kind: str) -> None:
+    p = planted()
+    built = assemble_pack(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        map_kind=kind,
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={"source_model": "planted"},
+    )
+    pack = built.pack
+    v_s = (p["safe"] - p["unsafe"]).mean(0)
+    # Procrustes recovers Qᵀ exactly; ridge shrinks low-variance directions a little
+    floor = 0.999 if kind == "procrustes" else 0.97
+    assert cosine(pack.global_vector, v_s @ p["q"]) > floor
+    assert built.beta == pytest.approx(2.0, rel=1e-3)
+    assert float(pack.global_vector.norm()) == pytest.approx(2.0 * float(v_s.norm()), rel=1e-3)
+    assert cosine(pack.category_vectors["a"], p["q"][0]) > floor
+    assert cosine(pack.category_vectors["b"], p["q"][1]) > floor
+    assert pack.gate is not None and pack.provenance["map_kind"] == kind
+    assert pack.provenance["direction"] == "transferred"
+
+
+def test_assemble_pack_zscore_rule_and_bad_options() -> None:
+    p = planted()
+    kw = dict(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={},
+    )
+    z = assemble_pack(map_kind="procrustes", calibration="zscore", **kw).pack  # type: ignore[arg-type]
+    b = assemble_pack(map_kind="procrustes", **kw).pack  # type: ignore[arg-type]
+    # both rules keep the map's direction; the z-score rule sets the length from benign spreads
+    assert cosine(z.global_vector, b.global_vector) > 0.9999
+    v_s = (p["safe"] - p["unsafe"]).mean(0)
+    u_s, u_t = v_s / v_s.norm(), b.global_vector / b.global_vector.norm()
+    expected = v_s.norm() / (p["src_anchors"] @ u_s).std() * (p["tgt_anchors"] @ u_t).std()
+    assert float(z.global_vector.norm()) == pytest.approx(float(expected), rel=1e-3)
+    assert z.provenance["calibration_rule"] == "zscore"
+    with pytest.raises(InputError, match="map kind"):
+        assemble_pack(map_kind="svdd", **kw)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="calibration"):
+        assemble_pack(map_kind="ridge", calibration="magic", **kw)  # type: ignore[arg-type]
+
+
+def test_native_pack_is_target_difference_of_means(tmp_path: Path) -> None:
+    p = planted()
+    safe_t, unsafe_t = 2.0 * p["safe"] @ p["q"], 2.0 * p["unsafe"] @ p["q"]
+    side = SidePairs(safe_t, unsafe_t, _side(p).categories)
+    built = native_pack(
+        target=side,
+        gate_anchors=p["tgt_anchors"],
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={},
+    )
+    assert torch.allclose(built.pack.global_vector, (safe_t - unsafe_t).mean(0), atol=1e-5)
+    assert "native" in built.pack.provenance["direction"]
+    path = built.pack.save(tmp_path / "native.safetensors")
+    assert torch.equal(SafetyPack.load(path).global_vector, built.pack.global_vector)
+
+
+class RecordingSource:
+    model_id = "planted-source"
+    num_layers = 3
+
+    def __init__(self, p: dict[str, torch.Tensor], texts: dict[str, torch.Tensor]) -> None:
+        self.texts = texts
+
+    def pooled(self, prompts: Sequence[str], layer: int) -> torch.Tensor:
+        return torch.stack([self.texts[t] for t in prompts])
+
+
+class RecordingTarget:
+    target_id = "planted-target"
+    conditioning_space = "test/planted"
+    dim = DT
+
+    def __init__(self, q: torch.Tensor, texts: dict[str, torch.Tensor]) -> None:
+        self.q, self.texts, self.seen = q, texts, []  # type: ignore[var-annotated]
+
+    def pooled(self, prompts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        self.seen.extend(prompts)
+        return torch.stack([2.0 * self.texts[t] @ self.q for t in prompts])
+
+
+def test_build_pack_target_never_sees_unsafe_prompts() -> None:
+    p = planted(n_pairs=20, n_anchors=100)
+    pairs = [PromptPair(f"safe {i}", f"unsafe {i}", "a" if i < 10 else "b") for i in range(20)]
+    anchors = [f"anchor {i}" for i in range(100)]
+    texts = {f"safe {i}": p["safe"][i] for i in range(20)}
+    texts |= {f"unsafe {i}": p["unsafe"][i] for i in range(20)}
+    texts |= {a: p["src_anchors"][i] for i, a in enumerate(anchors)}
+    target = RecordingTarget(p["q"], texts)
+    pack = build_pack(RecordingSource(p, texts), 2, target, "ridge", pairs=pairs, anchors=anchors)
+    assert target.seen == anchors  # benign anchors only, never a pair prompt
+    assert pack.provenance["n_pairs"] == 20 and pack.provenance["source_layer"] == 2
+    assert cosine(pack.global_vector, (p["safe"] - p["unsafe"]).mean(0) @ p["q"]) > 0.95
+    with pytest.raises(InputError, match="layer"):
+        build_pack(RecordingSource(p, texts), 9, target, "ridge", pairs=pairs, anchors=anchors)
+    with pytest.raises(InputError, match="anchors"):
+        build_pack(RecordingSource(p, texts), 1, target, "ridge", pairs=pairs, anchors=anchors[:3])
+
+
+def test_read_pairs(tmp_path: Path) -> None:
+    good = tmp_path / "pairs.jsonl"
+    good.write_text(
+        '{"safe": "a cat", "unsafe": "a dead cat", "category": "violence"}\n\n'
+        '{"safe": "a dog", "unsafe": "a bloody dog"}\n'
+    )
+    assert read_pairs(good) == [
+        PromptPair("a cat", "a dead cat", "violence"),
+        PromptPair("a dog", "a bloody dog", "all"),
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"safe": "a cat"}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:1"):
+        read_pairs(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        read_pairs(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.slow
+def test_build_pack_on_real_minilm(tmp_path: Path) -> None:
+    from safesteer.data import benign_anchors, load_pairs
+    from safesteer.jobs.default_job import load_source, load_target
+
+    target, _ = load_target("minilm-l6")
+    pack = build_pack(
+        load_source("smollm2-135m"),
+        20,
+        target,
+        "ridge",
+        pairs=load_pairs("train"),
+        anchors=benign_anchors(300),
+    )
+    path = pack.save(tmp_path / "p.safetensors")
+    loaded = SafetyPack.load(path)
+    loaded.check_fits(dim=384)
+    assert loaded.provenance["source_model"] and loaded.provenance["anchors_hash"].startswith(
+        "sha256:"
+    )
+    assert set(loaded.categories) >= {"violence", "sexual"}

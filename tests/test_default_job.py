@@ -1,0 +1,188 @@
+"""The default job end to end: fast on planted fake models, slow on the real packaged ones."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from safesteer.jobs.default_job import JobConfig, run_default_job, split_anchors
+from safesteer.pack import SafetyPack
+
+
+@functools.cache
+def _word_vector(word: str, dim: int, salt: str) -> torch.Tensor:
+    seed = int.from_bytes(hashlib.sha256(f"{salt}:{word}".encode()).digest()[:8], "little")
+    return torch.randn(dim, generator=torch.Generator().manual_seed(seed % 2**63))
+
+
+def _bag(text: str, dim: int, salt: str) -> torch.Tensor:
+    words = text.lower().split()
+    return torch.stack([_word_vector(w, dim, salt) for w in words]).mean(0)
+
+
+class FakeSource:
+    """Bag-of-words 'LLM': a prompt's pooled state is the mean of seeded word vectors."""
+
+    model_id = "fake-source (planted bag of words, random)"
+    num_layers = 4
+    random_weights = True
+
+    def pooled(self, prompts: Sequence[str], layer: int) -> torch.Tensor:
+        return torch.stack([_bag(p, 48, "src") for p in prompts]) * (layer + 1)
+
+    def resolve_layer(self, layer: int) -> int:
+        return layer
+
+    def pooled_layers(
+        self, prompts: Sequence[str], layers: Sequence[int]
+    ) -> dict[int, torch.Tensor]:
+        return {layer: self.pooled(prompts, layer) for layer in layers}
+
+
+class FakeTarget:
+    """A target that sees the same words through a fixed linear map, plus its own word noise."""
+
+    conditioning_space = "fake/encoder"
+    dim = 32
+    random_weights = True
+
+    def __init__(self, name: str) -> None:
+        self.target_id = f"fake-target-{name} (random)"
+        self.map = torch.randn(32, 48, generator=torch.Generator().manual_seed(1)) / 48**0.5
+
+    def pooled(self, prompts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        base = torch.stack([_bag(p, 48, "src") for p in prompts]) @ self.map.T
+        noise = torch.stack([_bag(p, 32, "tgt") for p in prompts])
+        return 3.0 * base + 0.3 * noise + 5.0
+
+
+def test_split_anchors_disjoint_and_deterministic() -> None:
+    texts = [f"anchor {i}" for i in range(100)]
+    a, b = split_anchors(texts, 0.2, 0.1, seed=0), split_anchors(texts, 0.2, 0.1, seed=0)
+    assert a == b
+    assert (len(a.fit), len(a.held_out), len(a.judge)) == (70, 20, 10)
+    assert not (set(a.fit) & set(a.held_out)) and not (set(a.fit) & set(a.judge))
+
+
+def test_default_job_on_planted_models(tmp_path: Path) -> None:
+    config = JobConfig(
+        out=tmp_path,
+        targets=("t1",),
+        layer=2,
+        maps=("procrustes", "ridge"),
+        n_anchors=600,
+        n_random=3,
+        n_null=5,
+        n_images=0,
+        cache=False,
+    )
+    lines: list[str] = []
+    metrics = run_default_job(
+        config,
+        lines.append,
+        source_loader=lambda _: FakeSource(),
+        target_loader=lambda n: (FakeTarget(n), None),
+    )
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["summary"]["lines"] == metrics["summary"]["lines"]
+    assert (tmp_path / "index.html").read_text().count("<img") >= 2
+    assert (tmp_path / "plots" / "t1-curves.png").stat().st_size > 1000
+    rep = metrics["targets"]["t1"]
+    nat = rep["native"]["auroc_style_matched"]
+    assert nat > 0.6  # the unsafe twins add words the bag-of-words sees
+    for kind in ("procrustes", "ridge"):
+        row = rep["maps"][kind]
+        # the planted target is a linear image of the source: transfer must match native
+        assert row["auroc_style_matched"] > nat - 0.05, kind
+        assert row["cosine_to_native"] > row["null_cosine_random_source"]["max"]
+        assert row["fit_held_out"]["r2"] > 0.5
+        assert set(row["curve_gated"][0]["unsafe_rate"]) == {"linear-probe", "pca-probe"}
+        pack = SafetyPack.load(tmp_path / "packs" / f"t1-{kind}.safetensors")
+        pack.check_fits(dim=32, conditioning_space="fake/encoder")
+        assert pack.provenance["map_kind"] == kind and pack.gate is not None
+        assert pack.provenance["anchors_hash"].startswith("sha256:")
+    assert abs(rep["random"]["auroc_style_matched"]["mean"] - 0.5) < 0.2
+    # steering along the native vector drives the judged-unsafe rate down; α = 0 changes nothing
+    curve = rep["native"]["curve_always_on"]
+    assert curve[0]["benign_cosine"] == pytest.approx(1.0)
+    assert curve[-1]["unsafe_rate"]["linear-probe"] < curve[0]["unsafe_rate"]["linear-probe"]
+    assert metrics["data"]["hashes"]["test_pairs"].startswith("sha256:")
+    assert any("best map" in line for line in lines)
+    # random weights are said wherever numbers are printed and stored
+    assert "RANDOM weights in: t1, source" in metrics["summary"]["lines"][0]
+    assert pack.provenance["target_random_weights"] and pack.provenance["source_random_weights"]
+
+
+def _real_run(out: Path) -> dict[str, Any]:
+    config = JobConfig(
+        out=out,
+        targets=("minilm-l6",),
+        maps=("procrustes", "ridge"),
+        n_anchors=600,
+        n_random=2,
+        n_null=5,
+        n_images=1,
+    )
+    return run_default_job(config, lambda _: None)
+
+
+@pytest.mark.slow
+def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
+    metrics = _real_run(tmp_path)
+    rep = metrics["targets"]["minilm-l6"]
+    assert rep["native"]["auroc_style_matched"] > 0.6
+    assert max(r["auroc_style_matched"] for r in rep["maps"].values()) > 0.55
+    assert abs(rep["random"]["auroc_style_matched"]["mean"] - 0.5) < 0.25
+    # the attention sink must not dominate the source direction (method.md §9)
+    pooling = metrics["source"]["pooling_check"]
+    assert pooling["vector_top1_dim_share"] < 0.5
+    # SmolLM2's position 0 is an attention sink: the reader must have found and dropped it
+    dropped = pooling["outlier_tokens_dropped_by_position"][str(metrics["source"]["layer"])]
+    assert dropped.get("0", 0) > 0
+    assert (tmp_path / "packs" / "minilm-l6-ridge.safetensors").is_file()
+    assert (tmp_path / "index.html").is_file()
+
+
+def test_demo_with_unreachable_user_models_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safesteer.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here; fail fast and the same everywhere
+    args = ["demo", "--source", "meta-llama/Llama-3.1-8B",
+            "--target", "black-forest-labs/FLUX.1-schnell", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load model 'meta-llama/Llama-3.1-8B'")
+    assert "Traceback" not in err
+
+
+def test_build_command_rejects_bad_pairs_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safesteer.cli import main
+
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text("not json\n")
+    args = ["build", "--source", "smollm2-135m", "--layer", "20", "--target", "minilm-l6",
+            "--out", str(tmp_path / "p.safetensors"), "--pairs", str(bad)]
+    assert main(args) == 2
+    assert "pairs.jsonl:1 is not a pair" in capsys.readouterr().err
+
+
+def test_user_pipeline_target_unreachable_is_model_load_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from safesteer.errors import ModelLoadError
+    from safesteer.jobs.default_job import load_target
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"FLUX\.1-schnell"):
+        load_target("black-forest-labs/FLUX.1-schnell")

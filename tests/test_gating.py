@@ -1,0 +1,140 @@
+"""Gating: thresholds from benign data only, benign trigger rate, signs, categories, state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safesteer.errors import InputError, PackError
+from safesteer.maths import gating
+from safesteer.maths.gating import Gate, ledoit_wolf_shrinkage
+
+D = 24
+
+
+def _benign(n: int, seed: int) -> torch.Tensor:
+    """Correlated Gaussian 'benign pooled states' with an offset (fixed mixing, any seed)."""
+    mix = torch.randn(D, D, generator=torch.Generator().manual_seed(123)) / D**0.5
+    mix[1] *= 6.0  # a high-variance nuisance axis
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, D, generator=g) @ mix + 5.0
+
+
+def _unit(i: int) -> torch.Tensor:
+    v = torch.zeros(D)
+    v[i] = 1.0
+    return v
+
+
+@pytest.mark.parametrize("score", ["whitened", "projection"])
+@pytest.mark.parametrize("rate", [0.05, 0.1])
+def test_benign_trigger_rate_on_fit_and_held_out(score: str, rate: float) -> None:
+    vectors = {"global": _unit(0) + _unit(2), "a": _unit(3), "b": _unit(4) - _unit(5)}
+    gate = Gate(false_trigger_rate=rate, score=score).fit(_benign(4000, 0), vectors)
+    assert gate.benign_rate_ == pytest.approx(rate, abs=0.002)
+    held_out = gate.decide(_benign(20000, 1)).steer.double().mean()
+    assert float(held_out) == pytest.approx(rate, abs=0.012)
+    assert gate.quantile_ > 1 - rate  # several names share the budget
+
+
+def test_sign_convention_unsafe_is_low_projection() -> None:
+    v = _unit(0) + _unit(1)  # points to the SAFE side
+    benign = _benign(3000, 2)
+    gate = Gate(0.05, score="projection").fit(benign, {"global": v})
+    shift = 4.0 * float((benign @ v / v.norm()).std()) * v / v.norm()
+    unsafe, safer = benign[:500] - shift, benign[:500] + shift
+    s_unsafe = gate.scores(unsafe)["global"]
+    s_benign = gate.scores(benign[:500])["global"]
+    assert bool((s_unsafe > s_benign).all())  # higher score = more unsafe
+    assert float(gate.decide(unsafe).steer.double().mean()) > 0.95
+    assert float(gate.decide(safer).steer.double().mean()) < 0.01
+    # by hand: score = −⟨h − μ, v̂⟩ / σ
+    mu = benign.double().mean(0)
+    proj = (benign[:5].double() - mu) @ (v.double() / v.double().norm())
+    sigma = float(((benign.double() - mu) @ (v.double() / v.double().norm())).std())
+    assert torch.allclose(s_benign[:5].double(), -proj / sigma, atol=1e-4)
+
+
+def test_whitened_beats_projection_against_a_noisy_axis() -> None:
+    v = _unit(0) + _unit(1)  # shares the high-variance nuisance axis 1
+    benign = _benign(4000, 3)
+    unsafe = _benign(2000, 4) - 0.8 * _unit(0)  # unsafe prompts move along axis 0 only
+    rates = {}
+    for score in ("projection", "whitened"):
+        gate = Gate(0.05, score=score).fit(benign, {"global": v})
+        rates[score] = float(gate.decide(unsafe).steer.double().mean())
+    assert rates["whitened"] > rates["projection"] + 0.2
+    assert rates["whitened"] > 0.6
+
+
+@pytest.mark.parametrize("score", ["whitened", "projection"])
+def test_categories_active_per_prompt(score: str) -> None:
+    # axis-aligned benign spread, so category axes stay separate after whitening
+    scales = torch.linspace(0.5, 3.0, D)
+    benign = torch.randn(4000, D, generator=torch.Generator().manual_seed(5)) * scales
+    vectors = {"global": _unit(2) + _unit(3), "violence": _unit(2), "sexual": _unit(3)}
+    gate = Gate(0.05, score=score).fit(benign, vectors)
+    fresh = torch.randn(300, D, generator=torch.Generator().manual_seed(6)) * scales
+    violent = fresh - 6 * float(scales[2]) * _unit(2)
+    decision = gate.decide(violent)
+    assert float(decision.steer.double().mean()) > 0.95
+    with_violence = sum("violence" in a for a in decision.active) / len(decision.active)
+    with_sexual = sum("sexual" in a for a in decision.active) / len(decision.active)
+    assert with_violence > 0.9 and with_sexual < 0.1
+    assert all("global" not in a for a in decision.active)
+    assert set(decision.scores) == set(vectors)
+
+
+def test_state_round_trip_gives_same_decisions() -> None:
+    benign = _benign(2000, 7)
+    gate = Gate(0.1).fit(benign, {"global": _unit(0), "x": _unit(1)})
+    tensors, meta = gate.state()
+    again = Gate.from_state(tensors, meta)
+    probe = _benign(500, 8) - 0.5 * _unit(0)
+    a, b = gate.decide(probe), again.decide(probe)
+    assert torch.equal(a.steer, b.steer) and a.active == b.active
+    assert again.thresholds_ == gate.thresholds_ and again.score == "whitened"
+    with pytest.raises(PackError, match="incomplete"):
+        Gate.from_state(tensors, {k: v for k, v in meta.items() if k != "thresholds"})
+
+
+def test_ledoit_wolf_matches_the_formula_and_both_branches() -> None:
+    g = torch.Generator().manual_seed(9)
+    for n, d in ((40, 10), (8, 30)):  # covariance branch and Gram branch
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        x = x - x.mean(0)
+        s = x.T @ x / n
+        mu = float(torch.trace(s)) / d
+        d2 = float(((s - mu * torch.eye(d, dtype=torch.float64)) ** 2).sum())
+        b2 = sum(float(((x[k, :, None] * x[k] - s) ** 2).sum()) for k in range(n)) / n**2
+        assert ledoit_wolf_shrinkage(x) == pytest.approx(min(b2, d2) / d2, rel=1e-9)
+    wide = torch.randn(10, 200, generator=g)
+    tall = torch.randn(5000, 5, generator=g) @ torch.diag(torch.tensor([1.0, 2, 3, 4, 5]))
+    assert ledoit_wolf_shrinkage(wide - wide.mean(0)) > ledoit_wolf_shrinkage(tall - tall.mean(0))
+
+
+def test_woodbury_solve_equals_direct_solve() -> None:
+    g = torch.Generator().manual_seed(10)
+    for n, d in ((6, 20), (50, 20)):
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        v = torch.randn(d, generator=g, dtype=torch.float64)
+        gamma = 0.3
+        mu = float((x * x).sum()) / (n * d)
+        sigma = (1 - gamma) * x.T @ x / n + gamma * mu * torch.eye(d, dtype=torch.float64)
+        assert torch.allclose(gating._shrunk_solve(x, v, gamma), torch.linalg.solve(sigma, v))
+        vs = torch.randn(d, 3, generator=g, dtype=torch.float64)  # several names at once
+        assert torch.allclose(gating._shrunk_solve(x, vs, gamma), torch.linalg.solve(sigma, vs))
+
+
+def test_refusals() -> None:
+    with pytest.raises(InputError):
+        Gate(false_trigger_rate=0.0)
+    with pytest.raises(InputError, match="score"):
+        Gate(score="magic")
+    with pytest.raises(InputError, match="not fitted"):
+        Gate().decide(torch.zeros(2, D))
+    gate = Gate().fit(_benign(100, 0), {"global": _unit(0)})
+    with pytest.raises(PackError, match=str(D)):
+        gate.decide(torch.zeros(2, D + 1))
+    with pytest.raises(PackError):
+        Gate().fit(_benign(100, 0), {"global": torch.ones(D + 1)})
