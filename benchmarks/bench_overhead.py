@@ -21,6 +21,7 @@ import warnings
 
 import torch
 
+from safesteer.maths.gating import Gate
 from safesteer.pack import SafetyPack
 from safesteer.targets import attach, detach, load_pipeline
 
@@ -98,6 +99,14 @@ def main() -> None:
     cost = statistics.median(wrapper_cost(args.encode_reps) for _ in range(5))
     state.steer_output(out, arguments, True)
     detach(pipe)
+    # gated mode adds a masked mean, a tokenizer call for the mask and the gate's scores
+    benign = torch.randn(64, pack.dim, generator=torch.Generator().manual_seed(1))
+    pack.gate = Gate(false_trigger_rate=0.05).fit(benign, {"global": pack.global_vector})
+    attach(pipe, pack, alpha=5.0, gated=True)
+    state = pipe.__dict__["_safesteer_state"]
+    wrapper_cost(50)
+    gated_cost = statistics.median(wrapper_cost(args.encode_reps) for _ in range(5))
+    detach(pipe)
 
     params = sum(p.numel() for p in pipe.unet.parameters())
     print("safesteer steering overhead benchmark")
@@ -111,10 +120,19 @@ def main() -> None:
     print(f"  reps: {args.reps} alternating pairs; pack: random vector, dim {pack.dim}, alpha 5")
     print(f"  unsteered call: median {med_plain * 1e3:.1f} ms (min {min(plain) * 1e3:.1f})")
     print(f"  steered call:   median {med_steer * 1e3:.1f} ms (min {min(steered) * 1e3:.1f})")
-    print(f"  ratio steered/unsteered (medians): {med_steer / med_plain:.4f}  (aim <= 1.01)")
+    paired = statistics.median(st / pl for st, pl in zip(steered, plain, strict=True))
+    print(
+        f"  ratio steered/unsteered: median of adjacent pairs {paired:.4f}, of medians "
+        f"{med_steer / med_plain:.4f}, of minimums {min(steered) / min(plain):.4f}  (aim <= 1.01; "
+        "the machine is shared, so pairs and minimums are the robust figures)"
+    )
     print(
         f"  steering cost per pipeline call (wrapper on one encode_prompt output, median of 5 x "
         f"{args.encode_reps} reps): {cost * 1e6:.1f} us = {cost / med_plain * 100:.4f}% of a call"
+    )
+    print(
+        f"  gated steering cost per call (gate on random 'benign' states, same timing): "
+        f"{gated_cost * 1e6:.1f} us = {gated_cost / med_plain * 100:.4f}% of a call"
     )
 
 

@@ -7,10 +7,11 @@ tested against the pipeline's own computation, not against our code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -18,6 +19,16 @@ from safesteer.pack import SafetyPack
 from safesteer.targets import adapter_for, attach, detach, load_pipeline, steered
 from safesteer.targets.base import TargetAdapter, pad_states
 from safesteer.targets.tiny import tiny_call_defaults
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one thread is ~10x faster than two (no spinning)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 PROMPTS = ("a photo of a cat", "a red bicycle leaning on a wall")
 
@@ -176,7 +187,6 @@ def check_attach_detach_restores(family: Family) -> None:
 
 
 def check_mismatched_pack_refused(family: Family) -> None:
-    import pytest
 
     from safesteer.errors import PackError
 

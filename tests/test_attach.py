@@ -10,6 +10,7 @@ from safesteer.errors import InputError, PackError
 from safesteer.maths.gating import Gate
 from safesteer.pack import SafetyPack
 from safesteer.targets import attach, detach, is_steered, last_steering, steered
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 SD = tc.Family("sd", "cat", {"guidance_scale": 7.5})
 FLUX = tc.Family("flux", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0})

@@ -91,6 +91,8 @@ def test_assemble_pack_zscore_rule_and_bad_options() -> None:
     expected = v_s.norm() / (p["src_anchors"] @ u_s).std() * (p["tgt_anchors"] @ u_t).std()
     assert float(z.global_vector.norm()) == pytest.approx(float(expected), rel=1e-3)
     assert z.provenance["calibration_rule"] == "zscore"
+    proj = assemble_pack(map_kind="ridge", gate_score="projection", **kw).pack  # type: ignore[arg-type]
+    assert proj.gate is not None and proj.gate.score == "projection"
     with pytest.raises(InputError, match="map kind"):
         assemble_pack(map_kind="svdd", **kw)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="calibration"):

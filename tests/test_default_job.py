@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from safesteer.data import load_pairs
 from safesteer.jobs.default_job import JobConfig, run_default_job, split_anchors
 from safesteer.pack import SafetyPack
 
@@ -143,9 +144,14 @@ def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
     # the attention sink must not dominate the source direction (method.md §9)
     pooling = metrics["source"]["pooling_check"]
     assert pooling["vector_top1_dim_share"] < 0.5
-    # SmolLM2's position 0 is an attention sink: the reader must have found and dropped it
-    dropped = pooling["outlier_tokens_dropped_by_position"][str(metrics["source"]["layer"])]
-    assert dropped.get("0", 0) > 0
+    # SmolLM2's position 0 is an attention sink: the reader must find and drop it (counted
+    # only for prompts read now, not cache hits, so read a few without the cache)
+    from safesteer.jobs.default_job import DEFAULT_LAYER
+    from safesteer.models import SourceReader
+
+    reader = SourceReader.from_preset("smollm2-135m", cache=False)
+    reader.pooled([p.unsafe for p in load_pairs("test")[:8]], DEFAULT_LAYER)
+    assert reader.exclusions[DEFAULT_LAYER][0] == 8
     assert (tmp_path / "packs" / "minilm-l6-ridge.safetensors").is_file()
     assert (tmp_path / "index.html").is_file()
 

@@ -14,6 +14,7 @@ from safesteer.targets import (
     last_steering,
     load_pipeline,
 )
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 ENC = tc.Family("encoder-minilm-l6", "cat", {"guidance_scale": 7.5})
 

@@ -30,17 +30,20 @@ def _unit(i: int) -> torch.Tensor:
 @pytest.mark.parametrize("rate", [0.05, 0.1])
 def test_benign_trigger_rate_on_fit_and_held_out(score: str, rate: float) -> None:
     vectors = {"global": _unit(0) + _unit(2), "a": _unit(3), "b": _unit(4) - _unit(5)}
-    gate = Gate(false_trigger_rate=rate, score=score).fit(_benign(4000, 0), vectors)
+    gate = Gate(false_trigger_rate=rate, score=score).fit(_benign(10000, 0), vectors)
     assert gate.benign_rate_ == pytest.approx(rate, abs=0.002)
     held_out = gate.decide(_benign(20000, 1)).steer.double().mean()
-    assert float(held_out) == pytest.approx(rate, abs=0.012)
+    # thresholds are quantiles of n_calibration_ held-out anchors: 3 binomial s.d. + MC noise
+    tol = 3 * (rate * (1 - rate) / gate.n_calibration_) ** 0.5 + 0.005
+    assert float(held_out) == pytest.approx(rate, abs=tol)
     assert gate.quantile_ > 1 - rate  # several names share the budget
 
 
 def test_sign_convention_unsafe_is_low_projection() -> None:
     v = _unit(0) + _unit(1)  # points to the SAFE side
     benign = _benign(3000, 2)
-    gate = Gate(0.05, score="projection").fit(benign, {"global": v})
+    # all anchors fit μ and σ here, so the by-hand formula below uses the same ones
+    gate = Gate(0.05, score="projection", calibration_fraction=0.0).fit(benign, {"global": v})
     shift = 4.0 * float((benign @ v / v.norm()).std()) * v / v.norm()
     unsafe, safer = benign[:500] - shift, benign[:500] + shift
     s_unsafe = gate.scores(unsafe)["global"]
@@ -138,3 +141,25 @@ def test_refusals() -> None:
         gate.decide(torch.zeros(2, D + 1))
     with pytest.raises(PackError):
         Gate().fit(_benign(100, 0), {"global": torch.ones(D + 1)})
+
+
+def test_cross_fitted_thresholds_hold_the_rate_where_in_sample_ones_overfit() -> None:
+    # few anchors in many dimensions: the in-sample whitened spread is too small
+    d, n = 640, 1400  # MiniLM/Gemma-sized states, as many anchors as the default job
+    g = torch.Generator().manual_seed(7)
+    scales = torch.linspace(0.2, 3.0, d)
+    benign = torch.randn(n, d, generator=g) * scales
+    held_out = torch.randn(20000, d, generator=g) * scales
+    v = torch.randn(d, generator=g)
+    naive = Gate(0.05, calibration_fraction=0.0).fit(benign, {"global": v})
+    crossed = Gate(0.05).fit(benign, {"global": v})
+    naive_rate = float(naive.decide(held_out).steer.double().mean())
+    crossed_rate = float(crossed.decide(held_out).steer.double().mean())
+    assert naive_rate > 0.09  # the optimistic variant overshoots the 5% target
+    assert crossed_rate == pytest.approx(0.05, abs=0.02)
+    assert crossed.n_calibration_ == 420
+
+
+def test_too_few_anchors_to_hold_out_is_refused() -> None:
+    with pytest.raises(InputError, match="too few"):
+        Gate(0.05).fit(_benign(40, 0), {"global": _unit(0)})

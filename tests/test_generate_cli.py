@@ -13,6 +13,7 @@ from PIL import Image
 from safesteer.cli import main
 from safesteer.pack import SafetyPack
 from safesteer.targets import load_pipeline
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 def _pack(pipeline: str, path: Path, scale: float = 5.0) -> Path:

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from safesteer.errors import PackError
 from safesteer.maths.gating import Gate
-from safesteer.pack import FORMAT_VERSION, SafetyPack, tensor_sha256
+from safesteer.pack import FORMAT_VERSION, SafetyPack, source_spec, tensor_sha256
 
 D = 16
 
@@ -176,3 +176,91 @@ def test_refuses_inconsistent_dimensions(tmp_path: Path) -> None:
     meta["tensor_sha256"] = tensor_sha256(tensors)
     with pytest.raises(PackError, match="lacks"):
         SafetyPack.load(_write_raw(tmp_path / "lack.safetensors", tensors, meta))
+
+
+class _Reader:
+    """The attributes of a SourceReader that identify its pooled states."""
+
+    def __init__(self, model_id: str = "src-model@1", outlier_ratio: float | None = 4.0) -> None:
+        self.model_id = model_id
+        self.num_layers = 6
+        self.hidden_size = 12
+        self.settings = {"pooling": "mean-real-tokens-v1", "outlier_ratio": outlier_ratio}
+
+
+def _source_gated(seed: int = 2) -> SafetyPack:
+    g = torch.Generator().manual_seed(seed)
+    pack = _pack()
+    src = {"global": torch.randn(12, generator=g), "violence": torch.randn(12, generator=g)}
+    pack.source_gate = Gate(0.05).fit(torch.randn(400, 12, generator=g), src)
+    pack.source_gate_spec = source_spec(_Reader(), 3)
+    return pack
+
+
+def test_source_gate_round_trip_is_exact(tmp_path: Path) -> None:
+    pack = _source_gated()
+    path = pack.save(tmp_path / "s.safetensors")
+    again = SafetyPack.load(path)
+    assert again.source_gate is not None and pack.source_gate is not None
+    assert again.source_gate_spec == pack.source_gate_spec
+    assert again.source_gate_spec["layer"] == 3 and again.source_gate_spec["dim"] == 12
+    before, after = pack.source_gate.state(), again.source_gate.state()
+    assert before[1] == after[1] and before[0].keys() == after[0].keys()
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    probe = torch.randn(40, 12, generator=torch.Generator().manual_seed(5)) * 3
+    a, b = pack.source_gate.decide(probe), again.source_gate.decide(probe)
+    assert torch.equal(a.steer, b.steer) and a.active == b.active
+    assert again.gate is not None  # the target gate is still there, next to it
+    assert again.save(tmp_path / "t.safetensors").read_bytes() == path.read_bytes()
+    tensors, meta = dict(again._tensors()), again.metadata()
+    assert any(k.startswith("source_gate/") for k in tensors)
+    assert meta["source_gate"]["names"] == ["global", "violence"]
+
+
+def test_pack_without_source_gate_loads(tmp_path: Path) -> None:
+    # a pack written before the source gate existed: no source_gate keys in its metadata at all
+    tensors, meta = _saved_parts(tmp_path)
+    for key in ("source_gate", "source_gate_spec"):
+        assert meta.pop(key) is None
+    old = SafetyPack.load(_write_raw(tmp_path / "old.safetensors", tensors, meta))
+    assert old.source_gate is None and old.source_gate_spec == {}
+    with pytest.raises(PackError, match="no source gate") as err:
+        old.check_source_reader(_Reader())
+    assert "gate='target'" in str(err.value.hint)
+
+
+def test_source_gate_needs_its_spec_and_consistent_dims(tmp_path: Path) -> None:
+    pack = _source_gated()
+    with pytest.raises(PackError, match="go together"):
+        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
+                   source_gate=pack.source_gate)
+    with pytest.raises(PackError, match="lacks"):
+        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
+                   source_gate=pack.source_gate, source_gate_spec={"model_id": "m"})
+    with pytest.raises(PackError, match="dim 12 but its spec says 7"):
+        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
+                   source_gate=pack.source_gate,
+                   source_gate_spec={**pack.source_gate_spec, "dim": 7})
+    tensors, meta = dict(pack._tensors()), pack.metadata()
+    tensors["source_gate/centre"] = torch.ones(13)
+    meta["tensor_sha256"] = tensor_sha256(tensors)
+    with pytest.raises(PackError, match="inconsistent dimensions"):
+        SafetyPack.load(_write_raw(tmp_path / "bad.safetensors", tensors, meta))
+
+
+def test_check_source_reader_names_the_mismatch() -> None:
+    pack = _source_gated()
+    assert pack.check_source_reader(_Reader()) == 3
+    with pytest.raises(PackError, match="model_id 'other@2'") as err:
+        pack.check_source_reader(_Reader(model_id="other@2"))
+    assert "src-model@1" in str(err.value.hint)
+    with pytest.raises(PackError, match="pooling"):
+        pack.check_source_reader(_Reader(outlier_ratio=None))
+    short = _Reader()
+    short.num_layers = 2
+    with pytest.raises(PackError, match="num_layers 2"):
+        pack.check_source_reader(short)
+    bound = _Reader()
+    bound.layer = 5  # type: ignore[attr-defined]
+    with pytest.raises(PackError, match="layer 5"):
+        pack.check_source_reader(bound)

@@ -62,8 +62,14 @@ def reader(smollm2: LoadedModel) -> SourceReader:
     return SourceReader(smollm2, cache=False, progress=False)
 
 
+@pytest.fixture(scope="module")
+def cached_reader(smollm2: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> SourceReader:
+    """Shares pooled states between the tests of this module (each prompt runs once)."""
+    return SourceReader(smollm2, cache=tmp_path_factory.mktemp("states"), progress=False)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [0, 1, 15, 29, 30, -1, -16])
+@pytest.mark.parametrize("layer", [0, 1, 15, -1, -16])
 def test_layer_equals_full_forward_slice_with_fewer_blocks(reader: SourceReader,
                                                            layer: int) -> None:
     counter = BlockCounter(reader)
@@ -122,7 +128,7 @@ def test_cache_returns_identical_tensors_without_running_the_model(
 
 @pytest.mark.slow
 def test_attention_sink_is_detected_and_excluded(smollm2: LoadedModel) -> None:
-    pairs = load_pairs("train")
+    pairs = load_pairs("train")[::3]  # 52 pairs from every category
     robust = SourceReader(smollm2, cache=False, progress=False)
     plain = SourceReader(smollm2, cache=False, outlier_ratio=None, progress=False)
     norms = {}
@@ -141,7 +147,8 @@ def test_attention_sink_is_detected_and_excluded(smollm2: LoadedModel) -> None:
 
 
 @pytest.mark.slow
-def test_train_direction_separates_held_out_test_pairs(reader: SourceReader) -> None:
+def test_train_direction_separates_held_out_test_pairs(cached_reader: SourceReader) -> None:
+    reader = cached_reader
     train, test = load_pairs("train"), load_pairs("test")
     layer = 15
     v = (reader.pooled([p.safe for p in train], layer)

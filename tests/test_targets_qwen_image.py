@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import targets_checks as tc
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 FAMILY = tc.Family("qwen_image", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import targets_checks as tc
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 FAMILY = tc.Family("sdxl", "cat", {"guidance_scale": 5.0})
 

@@ -9,6 +9,7 @@ from safesteer.errors import InputError
 from safesteer.targets import load_pipeline
 from safesteer.targets.tiny import TINY_FAMILIES, tiny_call_defaults, tiny_pipeline
 from safesteer.targets.tokenizers import clip_tokenizer, llama_tokenizer, t5_tokenizer
+from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 CLASSES = {
     "sd": "StableDiffusionPipeline",

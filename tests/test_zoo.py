@@ -25,8 +25,12 @@ def test_unknown_preset_and_unloadable_model_are_model_load_errors(tmp_path: Pat
     with pytest.raises(ModelLoadError, match="unknown model preset") as info:
         load_preset("gpt-17")
     assert info.value.hint and all(name in info.value.hint for name in PRESETS)
-    with pytest.raises(ModelLoadError, match="cannot load model") as info:
+    with pytest.raises(ModelLoadError, match="does not exist") as info:
         load_pretrained(str(tmp_path / "no-such-folder"))
+    assert info.value.hint and "preset" in info.value.hint
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="cannot load model") as info:
+        load_pretrained(str(tmp_path / "empty"))
     assert info.value.hint and "preset" in info.value.hint
 
 

@@ -20,7 +20,8 @@ from safesteer.errors import SafeSteerError
 
 
 def _command_modules() -> list[ModuleType]:
-    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+    found = pkgutil.iter_modules(commands.__path__)
+    names = sorted(m.name for m in found if not m.name.startswith("_"))
     return [importlib.import_module(f"safesteer.commands.{n}") for n in names]
 
 

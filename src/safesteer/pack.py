@@ -1,9 +1,11 @@
 """``SafetyPack``: the portable artifact that carries calibrated target-space vectors.
 
-One ``.safetensors`` file. Tensors: ``"global"``, ``"category/<name>"``, ``"gate/<key>"``.
-Metadata: ``{"safesteer": <JSON>}`` with ``format_version`` (1), ``target_id``,
-``conditioning_space``, ``dim``, ``categories``, ``calibration``, ``gate`` (its metadata, or
-null), ``provenance`` (whatever the builder passes — source model and layer, map kind and fit
+One ``.safetensors`` file. Tensors: ``"global"``, ``"category/<name>"``, ``"gate/<key>"`` and
+``"source_gate/<key>"``. Metadata: ``{"safesteer": <JSON>}`` with ``format_version`` (1),
+``target_id``, ``conditioning_space``, ``dim``, ``categories``, ``calibration``, ``gate`` (its
+metadata, or null), ``source_gate`` and ``source_gate_spec`` (the source-side gate [ours] and
+what identifies the source states it reads — :func:`source_spec`; null/absent in older packs),
+``provenance`` (whatever the builder passes — source model and layer, map kind and fit
 metrics, anchor/pair hashes — plus ``safesteer_version`` added on save) and ``tensor_sha256``,
 a hash of every tensor's name, dtype, shape and bytes. No pickle: only safetensors and JSON.
 
@@ -43,7 +45,7 @@ from safesteer.errors import PackError
 from safesteer.maths.gating import Gate, GateDecision
 from safesteer.maths.steering import combine_directions
 
-__all__ = ["FORMAT_VERSION", "SafetyPack", "tensor_sha256"]
+__all__ = ["FORMAT_VERSION", "SafetyPack", "source_spec", "tensor_sha256"]
 
 FORMAT_VERSION = 1
 _META_KEY = "safesteer"
@@ -58,6 +60,32 @@ def tensor_sha256(tensors: Mapping[str, Tensor]) -> str:
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return f"sha256:{h.hexdigest()}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples → lists, paths → strings), for comparisons."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def source_spec(reader: Any, layer: int) -> dict[str, Any]:
+    """What identifies a source reader's pooled states ``h_s(x)`` at ``layer``.
+
+    ``{"model_id", "layer", "pooling", "dim"}``: the reader's ``model_id`` (it names the exact
+    weights), the absolute layer, its pooling ``settings`` (e.g.
+    :attr:`safesteer.models.SourceReader.settings`: pooling rule, excluded tokens, outlier ratio,
+    chat template, max length; ``{}`` for a reader without them) and its ``hidden_size``. Two
+    readers with equal specs give the same pooled states, so a gate fitted on one's states can
+    decide on the other's.
+    """
+    hidden = getattr(reader, "hidden_size", None)
+    return _plain(
+        {
+            "model_id": str(reader.model_id),
+            "layer": int(layer),
+            "pooling": dict(getattr(reader, "settings", None) or {}),
+            "dim": None if hidden is None else int(hidden),
+        }
+    )
 
 
 def _read_header(path: Path, data: bytes) -> dict[str, Any]:
@@ -90,8 +118,13 @@ class SafetyPack:
         target_id: the generator / encoder the pack was built for (e.g. a model id).
         conditioning_space: which states it applies to (e.g. ``"flux/t5"``).
         calibration: numbers such as ``{"beta": ..., "rule": ...}`` (floats only).
-        gate: an optional fitted :class:`~safesteer.maths.gating.Gate`.
+        gate: an optional fitted :class:`~safesteer.maths.gating.Gate` on pooled target states.
         provenance: JSON-serialisable record of sources, maps, data hashes and versions.
+        source_gate: an optional :class:`~safesteer.maths.gating.Gate` fitted on the benign
+            anchors' pooled *source* states with the source directions [ours]; it decides from
+            a :class:`~safesteer.models.SourceReader`'s states of the prompt.
+        source_gate_spec: :func:`source_spec` of the reader and layer ``source_gate`` was
+            fitted on (required with ``source_gate``, empty without it).
     """
 
     global_vector: Tensor
@@ -101,6 +134,8 @@ class SafetyPack:
     calibration: dict[str, float]
     gate: Gate | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    source_gate: Gate | None = None
+    source_gate_spec: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate(source="SafetyPack")
@@ -145,13 +180,54 @@ class SafetyPack:
                 hint="build a pack for that target with `safesteer build --target ...`",
             )
 
+    def check_source_reader(self, reader: Any) -> int:
+        """Refuse, with :class:`PackError`, a reader whose states the source gate cannot read.
+
+        The reader must have the same :func:`source_spec` as the one the gate was fitted on
+        (model id, pooling settings, hidden size) and reach the gate's layer. Returns that layer.
+        """
+        if self.source_gate is None:
+            raise PackError(
+                "this pack has no source gate (packs built before safesteer added it, and "
+                "native packs, have none)",
+                hint="rebuild the pack with `safesteer build ...`, or use gate='target'",
+            )
+        want = self.source_gate_spec
+        layer = int(want["layer"])
+        got = source_spec(reader, layer)
+        wrong = [
+            f"{k} {got.get(k)!r} (the gate needs {want.get(k)!r})"
+            for k in ("model_id", "pooling", "dim")
+            if got.get(k) != want.get(k)
+        ]
+        num_layers = getattr(reader, "num_layers", None)
+        if isinstance(num_layers, int) and not 0 <= layer <= num_layers:
+            wrong.append(f"num_layers {num_layers} (the gate reads layer {layer})")
+        fixed = getattr(reader, "layer", None)  # a reader bound to one layer
+        if isinstance(fixed, int) and fixed != layer:
+            wrong.append(f"layer {fixed} (the gate reads layer {layer})")
+        if wrong:
+            raise PackError(
+                "this source reader does not give the states the pack's source gate was fitted "
+                "on: " + "; ".join(wrong),
+                hint=f"load the reader of {want.get('model_id')!r} with the pooling settings "
+                f"above (SourceReader.from_preset / from_pretrained, or "
+                f"SourceReader.from_spec(pack.source_gate_spec)), or use gate='target'",
+            )
+        return layer
+
     # ---- validation ----------------------------------------------------------------------
+    def _gates(self) -> dict[str, Gate]:
+        """Stored gates by tensor prefix (``"gate"``, ``"source_gate"``)."""
+        gates = {"gate": self.gate, "source_gate": self.source_gate}
+        return {prefix: g for prefix, g in gates.items() if g is not None}
+
     def _tensors(self) -> dict[str, Tensor]:
         tensors = {"global": self.global_vector}
         tensors.update({f"category/{n}": v for n, v in self.category_vectors.items()})
-        if self.gate is not None:
-            gate_tensors, _ = self.gate.state()
-            tensors.update({f"gate/{k}": v for k, v in gate_tensors.items()})
+        for prefix, gate in self._gates().items():
+            gate_tensors, _ = gate.state()
+            tensors.update({f"{prefix}/{k}": v for k, v in gate_tensors.items()})
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
     def _validate(self, *, source: str) -> None:
@@ -170,16 +246,41 @@ class SafetyPack:
             if not bool(torch.isfinite(v).all()):
                 raise PackError(f"{source}: vector {name!r} contains NaN or Inf", hint=_BUILD_HINT)
         if self.gate is not None:
-            gate_tensors, _ = self.gate.state()
-            for name, t in gate_tensors.items():
-                if t.shape[-1] != self.dim:
-                    raise PackError(
-                        f"{source}: gate tensor {name!r} has dim {t.shape[-1]}, "
-                        f"pack dim {self.dim}",
-                        hint=_BUILD_HINT,
-                    )
-                if not bool(torch.isfinite(t).all()):
-                    raise PackError(f"{source}: gate tensor {name!r} contains NaN or Inf")
+            self._validate_gate(self.gate, self.dim, "gate", source)
+        if (self.source_gate is None) != (not self.source_gate_spec):
+            raise PackError(
+                f"{source}: a source gate and its source_gate_spec go together "
+                f"(gate {'given' if self.source_gate is not None else 'missing'}, "
+                f"spec {'given' if self.source_gate_spec else 'missing'})",
+                hint="pass both (source_spec(reader, layer) gives the spec) or neither",
+            )
+        if self.source_gate is not None:
+            missing = [k for k in ("model_id", "layer", "pooling") if k not in self.source_gate_spec]
+            if missing:
+                raise PackError(
+                    f"{source}: source_gate_spec lacks {missing}",
+                    hint="make it with safesteer.pack.source_spec(reader, layer)",
+                )
+            dim = self.source_gate.centre_.shape[-1]
+            spec_dim = self.source_gate_spec.get("dim")
+            if spec_dim is not None and spec_dim != dim:
+                raise PackError(
+                    f"{source}: source gate has dim {dim} but its spec says {spec_dim}",
+                    hint=_BUILD_HINT,
+                )
+            self._validate_gate(self.source_gate, int(dim), "source gate", source)
+
+    @staticmethod
+    def _validate_gate(gate: Gate, dim: int, what: str, source: str) -> None:
+        gate_tensors, _ = gate.state()
+        for name, t in gate_tensors.items():
+            if t.shape[-1] != dim:
+                raise PackError(
+                    f"{source}: {what} tensor {name!r} has dim {t.shape[-1]}, expected {dim}",
+                    hint=_BUILD_HINT,
+                )
+            if not bool(torch.isfinite(t).all()):
+                raise PackError(f"{source}: {what} tensor {name!r} contains NaN or Inf")
 
     # ---- save / load ---------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -193,6 +294,8 @@ class SafetyPack:
             "categories": self.categories,
             "calibration": dict(self.calibration),
             "gate": None if self.gate is None else self.gate.state()[1],
+            "source_gate": None if self.source_gate is None else self.source_gate.state()[1],
+            "source_gate_spec": dict(self.source_gate_spec) or None,
             "provenance": {**self.provenance, "safesteer_version": __version__},
             "tensor_sha256": tensor_sha256(tensors),
         }
@@ -273,10 +376,7 @@ class SafetyPack:
             )
         try:
             categories = [str(c) for c in meta["categories"]]
-            gate = None
-            if meta.get("gate") is not None:
-                gate_tensors = {k[5:]: v for k, v in tensors.items() if k.startswith("gate/")}
-                gate = Gate.from_state(gate_tensors, meta["gate"])
+            gate, source_gate = (_load_gate(tensors, meta, p) for p in ("gate", "source_gate"))
             pack = cls(
                 global_vector=tensors["global"],
                 category_vectors={c: tensors[f"category/{c}"] for c in categories},
@@ -285,6 +385,8 @@ class SafetyPack:
                 calibration=dict(meta["calibration"]),
                 gate=gate,
                 provenance=dict(meta.get("provenance") or {}),
+                source_gate=source_gate,
+                source_gate_spec=dict(meta.get("source_gate_spec") or {}),
             )
         except KeyError as exc:
             raise PackError(f"{path}: the pack lacks {exc}", hint=_BUILD_HINT) from exc
@@ -294,3 +396,12 @@ class SafetyPack:
                 hint=_BUILD_HINT,
             )
         return pack
+
+
+def _load_gate(tensors: Mapping[str, Tensor], meta: Mapping[str, Any], prefix: str) -> Gate | None:
+    """The gate stored under ``<prefix>/…`` tensors and ``meta[prefix]``; None when absent."""
+    if meta.get(prefix) is None:
+        return None
+    start = f"{prefix}/"
+    found = {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
+    return Gate.from_state(found, meta[prefix])

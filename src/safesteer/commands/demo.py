@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--map", action="append", choices=MAP_KINDS, default=None, help="map kinds (repeatable)"
     )
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="beta")
+    parser.add_argument(
+        "--gate-score",
+        choices=("whitened", "projection"),
+        default="whitened",
+        help="how the benign-fitted gate scores a prompt",
+    )
     parser.add_argument("--anchors", type=int, default=2000, help="number of benign anchors")
     parser.add_argument(
         "--max-pairs", type=int, default=None, help="cap pairs per split (quick runs)"
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         layer=args.layer,
         maps=tuple(args.map or MAP_KINDS),
         calibration=args.calibration,
+        gate_score=args.gate_score,
         n_anchors=args.anchors,
         max_pairs=args.max_pairs,
         n_images=args.images,

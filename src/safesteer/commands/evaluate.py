@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-revision", help="hub revision to pin")
     p.add_argument("--out", required=True, help="run folder (rerun into it to resume)")
     p.add_argument("--pack", action="append", default=[], help="a SafetyPack .safetensors (repeat)")
+    p.add_argument("--mode", action="append", choices=["always", "gated"], default=None,
+                   help="how packs are applied: always (every prompt, the paper) and/or gated "
+                        "(only prompts the pack's benign-fitted gate flags); repeat for both "
+                        "(default: always)")
     p.add_argument("--baseline", action="append", default=None,
                    help="none | random | native=PATH.safetensors (repeat; default: none)")
     p.add_argument("--protocol", choices=["paper", "quick"], help="a preset of the settings below")
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no prompts given", hint="pass --prompts and/or --utility-prompts")
     spec = EvaluationSpec(
         pipeline=args.pipeline, out=args.out, packs=tuple(args.pack),
-        baselines=tuple(args.baseline or ["none"]), prompt_sets=tuple(sets), settings=settings,
+        baselines=tuple(args.baseline or ["none"]), modes=tuple(args.mode or ["always"]),
+        prompt_sets=tuple(sets), settings=settings,
         q16_prompts=args.q16_prompts, fid_reference=args.fid_reference, device=args.device,
         pipeline_revision=args.pipeline_revision, torch_threads=args.torch_threads,
     )

@@ -1,7 +1,9 @@
 """What is evaluated side by side: packs and the baselines (no steering, native, random).
 
 - ``none``: the unsteered pipeline (run once, at α = 0).
-- a pack: its global vector (or its gate/categories, as the targets layer applies them).
+- a pack, always on: its global vector added to every prompt (the paper).
+- a pack, gated (``modes`` includes ``"gated"``; condition ``<pack>-gated``): only prompts the
+  pack's benign-fitted gate flags are steered, along their active categories [ours].
 - ``native=PATH``: a :class:`~safesteer.pack.SafetyPack` file holding the direction computed in
   the target's own space (uses target-side unsafe data — the thing the method avoids).
 - ``random``: for each pack, a seeded random direction of the same norm::
@@ -27,6 +29,7 @@ import torch
 from safesteer.errors import InputError
 
 KINDS = ("none", "pack", "native", "random")
+MODES = ("always", "gated")
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,19 @@ class Condition:
     kind: str
     pack: Any = None  # SafetyPack; Any keeps this layer importable without the pack module
     source: str = ""
+    gated: bool = False  # steer only prompts the pack's gate flags, along active categories
+
+    def steering_options(self) -> dict[str, Any]:
+        """Options for :func:`safesteer.targets.steered` (beyond the pack and α)."""
+        return {"gated": True, "categories": "auto"} if self.gated else {}
 
     def alphas(self, alphas: Sequence[float]) -> tuple[float, ...]:
         """Strengths this condition is run at (``none`` ignores α, so it runs once)."""
         return (0.0,) if self.kind == "none" else tuple(float(a) for a in alphas)
 
     def describe(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source}
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source,
+                             "mode": "gated" if self.gated else "always"}
         if self.pack is not None:
             v = self.pack.global_vector.detach().float().cpu().contiguous()
             d.update(
@@ -92,14 +101,33 @@ def random_condition(base: Condition, seed: int) -> Condition:
 
 
 def load_conditions(
-    packs: Sequence[str], baselines: Sequence[str], *, seed: int = 0
+    packs: Sequence[str],
+    baselines: Sequence[str],
+    *,
+    seed: int = 0,
+    modes: Sequence[str] = ("always",),
 ) -> list[Condition]:
-    """Conditions from pack paths and baseline specs (``none``, ``random``, ``native=PATH``)."""
+    """Conditions from pack paths and baseline specs (``none``, ``random``, ``native=PATH``).
+
+    ``modes`` says how each pack is applied: ``"always"`` (every prompt) and/or ``"gated"``
+    (a second condition ``<pack>-gated``; the pack needs a gate).
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise InputError(f"unknown steering mode(s) {unknown or list(modes)}",
+                         hint=f"use some of {MODES}")
     conds: list[Condition] = []
     pack_conds = []
     for path in packs:
-        c = Condition(_safe_name(Path(path).stem), "pack", _load_pack(path), str(path))
-        pack_conds.append(c)
+        pack = _load_pack(path)
+        name = _safe_name(Path(path).stem)
+        if "always" in modes:
+            pack_conds.append(Condition(name, "pack", pack, str(path)))
+        if "gated" in modes:
+            if pack.gate is None:
+                raise InputError(f"pack {path} has no gate, so it cannot run gated",
+                                 hint="build it with safesteer build, or drop --mode gated")
+            pack_conds.append(Condition(f"{name}-gated", "pack", pack, str(path), gated=True))
     for spec in baselines:
         name, _, value = spec.partition("=")
         if name == "none":
@@ -119,7 +147,7 @@ def load_conditions(
                              hint="use none, random or native=PATH.safetensors")
     conds.extend(pack_conds)
     if any(s.partition("=")[0] == "random" for s in baselines):
-        conds.extend(random_condition(c, seed) for c in pack_conds)
+        conds.extend(random_condition(c, seed) for c in pack_conds if not c.gated)
     names = [c.name for c in conds]
     if len(set(names)) != len(names):
         raise InputError(f"condition names collide: {names}", hint="rename the pack files")

@@ -60,6 +60,7 @@ class EvaluationSpec:
     fid_reference: str | None = None
     device: str = "cpu"
     pipeline_revision: str | None = None
+    modes: tuple[str, ...] = ("always",)  # how packs are applied: "always" and/or "gated"
     torch_threads: int | None = None  # CPU threads for torch; 1 is far faster on a busy machine
 
 
@@ -196,8 +197,8 @@ class EvaluationContext:
         self.spec = spec
         if spec.torch_threads:
             torch.set_num_threads(spec.torch_threads)
-        self.conditions = {c.name: c for c in load_conditions(spec.packs, spec.baselines,
-                                                              seed=spec.settings.seed)}
+        self.conditions = {c.name: c for c in load_conditions(
+            spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes)}
         self.pipe, self.adapter = _load_pipeline(spec)
         self.family = str(self.adapter.family)
         self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
@@ -232,7 +233,8 @@ class EvaluationContext:
         if cond.pack is None:
             out = self.pipe(**kwargs)
         else:
-            with _targets().steered(self.pipe, cond.pack, alpha=item.alpha):
+            with _targets().steered(self.pipe, cond.pack, alpha=item.alpha,
+                                    **cond.steering_options()):
                 out = self.pipe(**kwargs)
         if getattr(out, "frames", None) is not None:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
@@ -348,7 +350,8 @@ def evaluate(
         raise InputError("no prompt sets", hint="pass --prompts and/or --utility-prompts")
     store = ResultsStore(spec.out)
     fid = build_fid(spec)
-    conditions = load_conditions(spec.packs, spec.baselines, seed=spec.settings.seed)
+    conditions = load_conditions(spec.packs, spec.baselines, seed=spec.settings.seed,
+                                 modes=spec.modes)
     items = plan_work(conditions, spec.prompt_sets, alphas=spec.settings.alphas,
                       images_per_prompt=spec.settings.images_per_prompt, seed=spec.settings.seed)
     with _run_lock(store.run_dir), contextlib.ExitStack() as stack:

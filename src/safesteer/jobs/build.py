@@ -5,7 +5,9 @@ The method (method.md §1–§5) in one place, each step a named library call:
 1. ``v_s = mean_i[h_s(x_i⁺) − h_s(x_i⁻)]`` (:func:`difference_of_means`), one per category too;
 2. a map ``T`` fitted on centred benign anchors only (:func:`make_map`);
 3. ``ṽ = T(v_s)``, calibrated ``v_t = β‖v_s‖ ṽ/‖ṽ‖`` (or the benign z-score rule);
-4. a :class:`Gate` fitted on benign target anchors only.
+4. a :class:`Gate` fitted on benign target anchors only, and a *source gate* [ours]: the same
+   :class:`Gate` fitted on the benign anchors' source states with the source directions (the
+   source side is where unsafe pairs are allowed; its thresholds still come from benign data).
 
 :func:`assemble_pack` works on pooled states already computed (the default job reads each model
 once and builds many packs from the same states); :func:`build_pack` reads the states first.
@@ -33,7 +35,7 @@ from safesteer.maths.alignment import AlignmentMap, make_map
 from safesteer.maths.calibration import anchor_scale_ratio, calibrate, calibrate_zscore
 from safesteer.maths.directions import Direction, category_directions, difference_of_means
 from safesteer.maths.gating import Gate
-from safesteer.pack import SafetyPack
+from safesteer.pack import SafetyPack, source_spec
 from safesteer.provenance import environment_record, text_set_hash
 
 MAP_KINDS: tuple[str, ...] = ("procrustes", "ridge", "mlp")
@@ -47,6 +49,22 @@ class SourceLike(Protocol):
     num_layers: int
 
     def pooled(self, prompts: Sequence[str], layer: int) -> Tensor: ...
+
+
+def fit_source_gate(
+    source_anchors: Tensor,
+    v_s: Direction,
+    categories: Mapping[str, Direction],
+    gate_score: str = "whitened",
+) -> Gate:
+    """The source gate [ours]: :class:`Gate` on benign pooled source states ``h_s(a)``.
+
+    Vectors are the source directions ``v_s`` (global) and ``v_{s,c}`` (per category), so
+    ``score_c(x) = −⟨h_s(x) − μ_s, u_c⟩ / σ_c`` with ``u_c = unit(Σ_s⁻¹ v_{s,c})``; thresholds
+    from the benign anchors only, like the target gate.
+    """
+    vectors = {"global": v_s.vector, **{c: d.vector for c, d in categories.items()}}
+    return Gate(score=gate_score).fit(source_anchors, vectors)
 
 
 class TargetLike(Protocol):
@@ -128,11 +146,17 @@ def assemble_pack(
     calibration: str = "beta",
     gate_anchors: Tensor | None = None,
     map_kwargs: Mapping[str, Any] | None = None,
+    gate_score: str = "whitened",
+    source_gate_spec: Mapping[str, Any] | None = None,
 ) -> BuiltPack:
-    """Fit the map on benign anchors, transport and calibrate every direction, fit the gate.
+    """Fit the map on benign anchors, transport and calibrate every direction, fit the gates.
 
     ``source_anchors[j]`` and ``target_anchors[j]`` are the same benign prompt in both models.
-    The gate is fitted on ``gate_anchors`` (default: the target anchors) — benign data only.
+    The gate is fitted on ``gate_anchors`` (default: the target anchors) — benign data only;
+    the source gate (:func:`fit_source_gate`) on ``source_anchors``. ``source_gate_spec``
+    (:func:`safesteer.pack.source_spec` of the reader and layer) says which source states it
+    reads; without it the spec records only the provenance's source model and layer (a reader
+    then cannot be checked against it, and ``attach(gate="source")`` refuses).
     """
     if map_kind not in MAP_KINDS:
         raise InputError(
@@ -163,9 +187,16 @@ def assemble_pack(
 
     v_t = carry(v_s)
     cat_t = {c: carry(d) for c, d in cat_s.items()}
-    gate = Gate().fit(
+    gate = Gate(score=gate_score).fit(
         target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
     )
+    source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score)
+    spec = dict(source_gate_spec) if source_gate_spec is not None else {
+        "model_id": str(provenance.get("source_model", "unknown")),
+        "layer": int(provenance.get("source_layer", -1)),
+        "pooling": None,  # not recorded: no reader matches it
+        "dim": int(source_anchors.shape[1]),
+    }
     prov: dict[str, Any] = {
         **dict(provenance),
         "direction": "transferred",
@@ -174,6 +205,7 @@ def assemble_pack(
         "calibration_rule": calibration,
         "source_vector_norm": v_s.norm,
         "gate_fitted_on": "benign target anchors only",
+        "source_gate_fitted_on": "benign source anchors only (source directions as vectors)",
         "environment": environment_record(),
     }
     pack = SafetyPack(
@@ -184,6 +216,8 @@ def assemble_pack(
         calibration={"beta": beta, "source_norm": v_s.norm, "target_norm": float(v_t.norm())},
         gate=gate,
         provenance=prov,
+        source_gate=source_gate,
+        source_gate_spec=spec,
     )
     return BuiltPack(pack=pack, map=fitted, source_direction=v_s, beta=beta)
 
@@ -195,10 +229,11 @@ def native_pack(
     target_id: str,
     conditioning_space: str,
     provenance: Mapping[str, Any],
+    gate_score: str = "whitened",
 ) -> BuiltPack:
     """The baseline the method avoids: directions from target-side unsafe data, same gate rule."""
     v_n, cat_n = target.directions(conditioning_space, {"space": "target"})
-    gate = Gate().fit(
+    gate = Gate(score=gate_score).fit(
         gate_anchors, {"global": v_n.vector, **{c: d.vector for c, d in cat_n.items()}}
     )
     pack = SafetyPack(
@@ -277,6 +312,7 @@ def build_pack(
         provenance=prov,
         calibration=calibration,
         map_kwargs=map_kwargs,
+        source_gate_spec=source_spec(source, layer),
     ).pack
 
 

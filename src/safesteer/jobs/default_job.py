@@ -67,6 +67,7 @@ class JobConfig:
     layer: int | str = DEFAULT_LAYER
     maps: tuple[str, ...] = MAP_KINDS
     calibration: str = "beta"
+    gate_score: str = "whitened"  # Gate's score: "whitened" or "projection"
     n_anchors: int = 2000
     holdout_fraction: float = 0.15
     judge_anchor_fraction: float = 0.15
@@ -127,10 +128,10 @@ def load_target(name: str) -> tuple[Any, Any]:
         if base is not None and base is not adapter.model:
             adapter.model = base
         return adapter, None
-    from safesteer.targets import adapter_for, load_pipeline
+    from safesteer.targets import load_pipeline
 
-    pipe = load_pipeline(name)
-    return adapter_for(pipe), pipe
+    pipe, pipe_adapter = load_pipeline(name)
+    return pipe_adapter, pipe
 
 
 def _pooled_by_text(
@@ -385,6 +386,7 @@ def _report_target(
         target_id=target_id,
         conditioning_space=space,
         provenance=prov,
+        gate_score=config.gate_score,
     )
     file_stem = name.replace("/", "_")  # a hub id names a file, not a folder
     native.pack.save(packs_dir / f"{file_stem}-native.safetensors")
@@ -418,6 +420,7 @@ def _report_target(
             conditioning_space=space,
             provenance=prov,
             calibration=config.calibration,
+            gate_score=config.gate_score,
         )
         built.pack.save(packs_dir / f"{file_stem}-{kind}.safetensors")
         assert built.map is not None and built.source_direction is not None
@@ -671,7 +674,9 @@ def run_default_job(
                 v_s, source_test.safe, source_test.unsafe
             ),
             "pooling_check": {
-                "outlier_tokens_dropped_by_position": source_exclusions,
+                "outlier_tokens_dropped_by_position (prompts read this run, not cache hits)": (
+                    source_exclusions
+                ),
                 "vector_top1_dim_share": tr.vector_top_dim_share(v_s, 1),
                 "anchor_top1_dim_energy_share": tr.top_dim_share(
                     _rows(src_states, data.anchors.held_out), 1

@@ -99,7 +99,9 @@ def plot_categories(metrics: dict[str, Any], target: str, map_kind: str, path: P
     plt = _plt()
     table = metrics["targets"][target]["maps"][map_kind]["categories"]
     rows = list(table)
-    cols = sorted({c for r in table.values() for c in r})
+    found = {c for r in table.values() for c in r}
+    # columns in the rows' order, so a vector acting on its own category shows on the diagonal
+    cols = [c for c in rows if c in found] + sorted(found - set(rows))
     grid = [[table[r].get(c, {}).get("auroc", float("nan")) for c in cols] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")

@@ -20,6 +20,13 @@ A name *triggers* when its score exceeds its threshold. Thresholds, one per name
 benign quantile q of each name's benign scores, with q found by bisection so that the fraction
 of benign anchors on which **any** name triggers equals ``false_trigger_rate``.
 
+Cross-fitting [ours]: the benign anchors are split once (seeded). μ, Σ and the directions u_c
+are fitted on one part; σ_c and the thresholds on the other, held-out *calibration* part
+(``calibration_fraction``, default 0.3). Thresholds set on the anchors that also fitted Σ⁻¹v
+are optimistic: in high dimensions with few anchors the whitened projection has a smaller
+spread in-sample than on new prompts, and a 5% target became 10–27% on held-out benign
+prompts with real 384/640-d encoder states. Held-out thresholds keep the rate honest.
+
 Example:
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -117,10 +124,13 @@ class Gate:
         false_trigger_rate: intended fraction of benign prompts on which any name triggers.
         score: ``"whitened"`` (default) or ``"projection"`` — see the module docstring.
         shrinkage: covariance shrinkage γ for ``"whitened"``; None picks it by Ledoit–Wolf.
+        calibration_fraction: share of the benign anchors held out to set σ_c and thresholds
+            (0 fits everything on all anchors, the optimistic variant).
+        seed: seed of the fit / calibration split.
 
     Learned attributes: ``centre_`` [D], ``directions_`` name → u [D], ``scales_`` name → σ,
     ``thresholds_`` name → float, ``quantile_``, ``shrinkage_``, ``benign_rate_`` (the union
-    trigger rate measured on the fitting anchors), ``n_benign_``.
+    trigger rate measured on the calibration anchors), ``n_benign_``, ``n_calibration_``.
     """
 
     def __init__(
@@ -128,6 +138,8 @@ class Gate:
         false_trigger_rate: float = 0.05,
         score: str = "whitened",
         shrinkage: float | None = None,
+        calibration_fraction: float = 0.3,
+        seed: int = 0,
     ) -> None:
         if not 0.0 < false_trigger_rate < 1.0:
             raise InputError(
@@ -138,6 +150,13 @@ class Gate:
             raise InputError(f"unknown gate score {score!r}", hint=f"choose one of {_SCORES}")
         if shrinkage is not None and not 0.0 <= shrinkage <= 1.0:
             raise InputError(f"shrinkage must be in [0, 1]; got {shrinkage}")
+        if not 0.0 <= calibration_fraction < 1.0:
+            raise InputError(
+                f"calibration_fraction must be in [0, 1); got {calibration_fraction}",
+                hint="e.g. 0.3 to set thresholds on 30% of the benign anchors held out",
+            )
+        self.calibration_fraction = float(calibration_fraction)
+        self.seed = int(seed)
         self.false_trigger_rate = float(false_trigger_rate)
         self.score = score
         self.shrinkage = shrinkage
@@ -158,7 +177,8 @@ class Gate:
                 raise PackError(
                     f"gate vector {name!r} has shape {tuple(v.shape)}; benign states have dim {dim}"
                 )
-        x = benign_pooled.double()
+        fit_part, calibration = self._split(benign_pooled)
+        x = fit_part.double()
         self.centre_ = x.mean(dim=0)
         xc = x - self.centre_
         self.shrinkage_ = (
@@ -177,17 +197,34 @@ class Gate:
             norm = torch.linalg.vector_norm(u)
             if not torch.isfinite(norm) or norm == 0:
                 raise InputError(f"gate vector {name!r} is zero or not finite")
-            u = u / norm
-            proj = xc @ u
-            self.directions_[name] = u
-            self.scales_[name] = max(float(proj.std()), 1e-12)
+            self.directions_[name] = u / norm
         self.centre_ = self.centre_.float()
         self.directions_ = {k: u.float() for k, u in self.directions_.items()}
-        benign_scores = self.scores(benign_pooled)
+        # σ_c on the calibration part, so scores are in held-out benign standard deviations
+        calib_c = calibration.float() - self.centre_
+        self.scales_ = {
+            n: max(float((calib_c @ u).std()), 1e-12) for n, u in self.directions_.items()
+        }
+        benign_scores = self.scores(calibration)
         self.quantile_, self.thresholds_ = self._fit_thresholds(benign_scores)
         self.benign_rate_ = float(self._triggered(benign_scores).any(dim=0).double().mean())
         self.n_benign_ = int(benign_pooled.shape[0])
+        self.n_calibration_ = int(calibration.shape[0])
         return self
+
+    def _split(self, benign: Tensor) -> tuple[Tensor, Tensor]:
+        """(fit part, calibration part); both are all anchors when calibration_fraction is 0."""
+        n_cal = round(self.calibration_fraction * benign.shape[0])
+        if n_cal == 0:
+            return benign, benign
+        if n_cal < 20 or benign.shape[0] - n_cal < 10:
+            raise InputError(
+                f"{benign.shape[0]} benign anchors are too few to hold out "
+                f"{self.calibration_fraction:.0%} for the gate's thresholds",
+                hint="pass more benign anchors (hundreds) or calibration_fraction=0",
+            )
+        order = torch.randperm(benign.shape[0], generator=torch.Generator().manual_seed(self.seed))
+        return benign[order[n_cal:]], benign[order[:n_cal]]
 
     def _fit_thresholds(self, scores: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
         names = list(scores)
@@ -268,6 +305,9 @@ class Gate:
             "quantile": self.quantile_,
             "benign_rate": self.benign_rate_,
             "n_benign": self.n_benign_,
+            "calibration_fraction": self.calibration_fraction,
+            "n_calibration": self.n_calibration_,
+            "seed": self.seed,
         }
         return tensors, meta
 
@@ -275,7 +315,14 @@ class Gate:
     def from_state(cls, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Gate:
         """Rebuild a fitted gate from :meth:`state` output (refuses an incomplete state)."""
         try:
-            gate = cls(float(meta["false_trigger_rate"]), str(meta["score"]), meta["shrinkage"])
+            gate = cls(
+                float(meta["false_trigger_rate"]),
+                str(meta["score"]),
+                meta["shrinkage"],
+                calibration_fraction=float(meta.get("calibration_fraction", 0.0)),
+                seed=int(meta.get("seed", 0)),
+            )
+            gate.n_calibration_ = int(meta.get("n_calibration", meta["n_benign"]))
             names = [str(n) for n in meta["names"]]
             gate.centre_ = tensors["centre"]
             gate.directions_ = {n: tensors[f"u/{n}"] for n in names}

@@ -14,7 +14,8 @@ How a prompt is pooled (``h_s(x)`` of method.md §1):
    ``user`` or a default system prompt are kept);
 3. at each layer, real tokens whose state norm exceeds ``outlier_ratio ×`` the prompt's median
    token norm are dropped (attention sinks; :func:`safesteer.maths.pooling.outlier_positions`)
-   — for SmolLM2 this is the first token from layer 2 or so on; ``outlier_ratio=None`` keeps them;
+   — for SmolLM2 (ratio 4) the first token at layers 2–29 and, rarely, a second sink at layers
+   3–9; :attr:`SourceReader.exclusions` counts them; ``outlier_ratio=None`` keeps every token;
 4. the mean of what is left.
 
 Only the blocks up to the deepest asked layer run: a forward hook on that block raises a private
@@ -30,7 +31,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,28 @@ class SourceReader:
                         **kw: Any) -> SourceReader:
         """A reader over a hub id, a local folder or a GGUF file (``gguf_file=`` in the folder)."""
         return cls(load_pretrained(name_or_path, gguf_file=gguf_file), **kw)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], **kw: Any) -> SourceReader:
+        """The reader a pack's ``source_gate_spec`` names (:func:`safesteer.pack.source_spec`).
+
+        A preset's ``model_id`` starts with its name (``"smollm2-135m@…"``); other ids are the
+        hub id or folder before ``@`` / ``:``. The pooling settings (chat template, outlier
+        ratio, max length) come from the spec; ``kw`` adds reader options such as ``cache``.
+        """
+        from safesteer.models.zoo import PRESETS
+
+        model_id = str(spec.get("model_id", ""))
+        pooling = dict(spec.get("pooling") or {})
+        options = {k: pooling[k] for k in ("chat_template", "outlier_ratio", "max_length")
+                   if k in pooling}
+        name = model_id.split("@")[0]
+        if name in PRESETS:
+            return cls.from_preset(name, **options, **kw)
+        path = model_id.rsplit(":", 1)[0] if Path(model_id.rsplit(":", 1)[0]).exists() else name
+        if not path:
+            raise InputError("the spec names no source model", hint="pass pack.source_gate_spec")
+        return cls.from_pretrained(path, **options, **kw)
 
     # -- layers -------------------------------------------------------------------------
     def resolve_layer(self, layer: int | str) -> int:

@@ -221,7 +221,12 @@ def load_pretrained(name_or_path: str, *, gguf_file: str | None = None,
         return load_preset(name_or_path)
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if name_or_path.startswith(("/", "./", "../", "~")) and not path.exists():
+        raise ModelLoadError(f"model folder {name_or_path} does not exist",
+                             hint="check the path, or use a preset or a hub id (org/name)")
+    if path.exists():
+        name_or_path = str(path)
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     if revision:
         extra["revision"] = revision

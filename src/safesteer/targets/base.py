@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,6 +32,9 @@ from torch import Tensor
 
 from safesteer.errors import InputError
 from safesteer.maths.pooling import masked_mean
+
+#: pipeline -> {conditioning space: D}, so attaching per call does not re-encode (weak: no leak)
+_DIMS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
 
 #: states as a pipeline returns them: a [B, T, D] tensor, or a list of [T_i, D] (Z-Image)
 RawStates = Tensor | list[Tensor]
@@ -136,9 +140,15 @@ class TargetAdapter:
 
     @property
     def dim(self) -> int:
-        """D of the steered states (found once by encoding one short prompt)."""
+        """D of the steered states (found once per pipeline and space by encoding one prompt)."""
         if self._dim is None:
-            self._dim = int(self.encode(["a"]).states.shape[-1])
+            known = _DIMS.get(self.pipe, {}) if self.pipe is not None else {}
+            dim = known.get(self.conditioning_space)
+            if dim is None:
+                dim = int(self.encode(["a"]).states.shape[-1])
+                if self.pipe is not None:
+                    _DIMS.setdefault(self.pipe, {})[self.conditioning_space] = dim
+            self._dim = dim
         return self._dim
 
     def encode(self, prompts: str | Sequence[str]) -> EncodedPrompts:

@@ -31,7 +31,8 @@ TINY_CALL_DEFAULTS: dict[str, dict[str, Any]] = {
     "zimage": {"height": 32, "width": 32, "max_sequence_length": 128},
     "wan": {"height": 16, "width": 16, "num_frames": 5, "max_sequence_length": 16},
     "cogvideox": {"height": 16, "width": 16, "num_frames": 8, "max_sequence_length": 16},
-    "sana": {"height": 32, "width": 32, "max_sequence_length": 16},
+    # resolution binning would render at 1024x1024 and resize: off for tiny runs
+    "sana": {"height": 32, "width": 32, "max_sequence_length": 16, "use_resolution_binning": False},
 }
 
 

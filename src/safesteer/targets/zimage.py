@@ -6,6 +6,8 @@
 **lists** of ``[T_i, 2560]`` tensors ``(prompt_embeds, negative_prompt_embeds)``. The adapter pads
 them to ``[B, max T_i, D]`` with a mask of the real positions (every listed token, template
 tokens included); steering adds to the listed tokens only, so "all" and "real" coincide.
+``ZImagePipeline`` skips ``encode_prompt`` when called with ``prompt_embeds`` and no prompt: such
+calls are not steered (steer the embeddings with :meth:`encode` + ``steer_states`` yourself).
 
 Example:
     >>> ZImageAdapter(tiny_pipeline("zimage")).conditioning_space
