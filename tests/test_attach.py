@@ -40,7 +40,7 @@ def gated_pack(adapter, seed: int = 0) -> SafetyPack:
     towards_safe = benign.mean(0) - planted
     g = torch.Generator().manual_seed(seed)
     cats = {"violence": towards_safe.clone(), "sexual": torch.randn(adapter.dim, generator=g)}
-    gate = Gate(false_trigger_rate=0.1, score="projection").fit(
+    gate = Gate(false_trigger_rate=0.1, score="projection", calibration_fraction=0.0).fit(
         benign, {"global": towards_safe, **cats}
     )
     return SafetyPack(
@@ -191,3 +191,112 @@ def test_misuse_is_refused_with_clear_errors() -> None:
         pass
     detach(pipe)
     assert not is_steered(pipe)
+
+
+class FakeReader:
+    """A source reader stand-in: seeded states per prompt; words in ``unsafe`` push along −e0."""
+
+    model_id = "fake-source@1"
+    num_layers = 4
+    hidden_size = 8
+
+    def __init__(self, unsafe: tuple[str, ...] = ("ghost", "bicycle")) -> None:
+        self.settings: dict[str, object] = {"pooling": "mean-real-tokens-v1", "outlier_ratio": 4.0}
+        self.unsafe = unsafe
+        self.calls: list[tuple[list[str], int]] = []
+
+    def pooled(self, prompts, layer: int) -> torch.Tensor:
+        self.calls.append((list(prompts), layer))
+        rows = []
+        for p in prompts:
+            g = torch.Generator().manual_seed(sum(ord(c) * (i + 1) for i, c in enumerate(p)))
+            h = torch.randn(self.hidden_size, generator=g)
+            if any(w in p for w in self.unsafe):
+                h[0] -= 8.0
+            rows.append(h)
+        return torch.stack(rows)
+
+
+def source_gated_pack(adapter, reader: FakeReader) -> SafetyPack:
+    """gated_pack plus a source gate fitted on the fake reader's benign states (safe side +e0)."""
+    from safesteer.pack import source_spec
+
+    pack = gated_pack(adapter)
+    e = torch.eye(reader.hidden_size)
+    benign = reader.pooled([f"benign anchor number {i}" for i in range(80)], 2)
+    pack.source_gate = Gate(0.05, score="projection", calibration_fraction=0.0).fit(
+        benign, {"global": e[0], "violence": e[0], "sexual": e[1]}
+    )
+    pack.source_gate_spec = source_spec(reader, 2)
+    return pack
+
+
+def test_source_gate_steers_exactly_the_rows_it_flags() -> None:
+    pipe, adapter = tc.make("sd")
+    reader = FakeReader()
+    pack = source_gated_pack(adapter, reader)
+    prompts = [PLANTED, "a red bicycle", BENIGN[0], BENIGN[2]]
+    expected = pack.source_gate.decide(reader.pooled(prompts, 2))
+    assert expected.steer.tolist() == [True, True, False, False]
+    _, base = tc.run(pipe, SD, prompts)
+    attach(pipe, pack, alpha=2.0, gated=True, gate="source", source_reader=reader)
+    reader.calls.clear()
+    _, steer = tc.run(pipe, SD, prompts)
+    record = last_steering(pipe)
+    detach(pipe)
+    assert reader.calls == [(prompts, 2)]  # read once, at the pack's layer
+    shift = tc.branches(SD, steer, 4)[0] - tc.branches(SD, base, 4)[0]
+    for i in range(4):
+        assert record[i].steered == bool(expected.steer[i]) and record[i].gate == "source"
+        assert set(record[i].gate_scores) == {"global", "violence", "sexual"}
+        if record[i].steered:
+            torch.testing.assert_close(
+                shift[i], (2.0 * pack.global_vector).expand_as(shift[i]), rtol=1e-5, atol=1e-5
+            )
+        else:
+            assert bool((shift[i] == 0).all())  # unsteered rows are bit-identical
+
+
+def test_source_gate_auto_categories_and_per_call_override() -> None:
+    pipe, adapter = tc.make("sd")
+    reader = FakeReader()
+    pack = source_gated_pack(adapter, reader)
+    _, base = tc.run(pipe, SD, ["a red bicycle"])
+    attach(pipe, pack, alpha=1.5, gated=True, source_reader=reader)  # target gate by default
+    tc.run(pipe, SD, ["a red bicycle"])
+    assert last_steering(pipe)[0].gate == "target"
+    with steered(pipe, gate="source", categories="auto"):
+        _, steer = tc.run(pipe, SD, ["a red bicycle"])
+        record = last_steering(pipe)[0]
+    detach(pipe)
+    assert record.gate == "source" and record.categories == ["violence"]
+    shift = tc.branches(SD, steer, 1)[0] - tc.branches(SD, base, 1)[0]
+    want = 1.5 * pack.vector(["violence"])
+    torch.testing.assert_close(shift[0], want.expand_as(shift[0]), rtol=1e-5, atol=1e-5)
+
+
+def test_source_gate_refusals_name_the_fix() -> None:
+    pipe, adapter = tc.make("sd")
+    reader = FakeReader()
+    with pytest.raises(PackError, match="no source gate") as err:
+        attach(pipe, gated_pack(adapter), gated=True, gate="source", source_reader=reader)
+    assert "gate='target'" in str(err.value)
+    pack = source_gated_pack(adapter, reader)
+    with pytest.raises(InputError, match="needs the source model's reader") as err2:
+        attach(pipe, pack, gated=True, gate="source")
+    assert "SourceReader.from_spec" in str(err2.value)
+    other = FakeReader()
+    other.model_id = "another-source@2"
+    with pytest.raises(PackError, match="model_id 'another-source@2'"):
+        attach(pipe, pack, gated=True, gate="source", source_reader=other)
+    other = FakeReader()
+    other.settings["outlier_ratio"] = None
+    with pytest.raises(PackError, match="pooling"):
+        attach(pipe, pack, gated=True, gate="source", source_reader=other)
+    with pytest.raises(InputError, match="gate must be"):
+        attach(pipe, pack, gated=True, gate="both")  # type: ignore[arg-type]
+    assert not is_steered(pipe)
+    attach(pipe, pack, gated=True)  # no reader given: a source-gate override is refused
+    with pytest.raises(InputError, match="reader"), steered(pipe, gate="source"):
+        pass
+    detach(pipe)

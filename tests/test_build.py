@@ -18,7 +18,7 @@ from safesteer.jobs.build import (
     read_pairs,
 )
 from safesteer.maths.metrics import cosine
-from safesteer.pack import SafetyPack
+from safesteer.pack import SafetyPack, source_spec
 
 DS, DT = 24, 16
 
@@ -70,6 +70,43 @@ def test_assemble_pack_recovers_planted_direction(kind: str) -> None:
     assert cosine(pack.category_vectors["b"], p["q"][1]) > floor
     assert pack.gate is not None and pack.provenance["map_kind"] == kind
     assert pack.provenance["direction"] == "transferred"
+
+
+def test_assemble_pack_fits_a_source_gate_on_benign_source_states() -> None:
+    p = planted()
+    spec = {"model_id": "planted@1", "layer": 2, "pooling": {"rule": "mean"}, "dim": DS}
+    built = assemble_pack(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        map_kind="ridge",
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={"source_model": "planted", "source_layer": 2},
+        source_gate_spec=spec,
+    )
+    gate = built.pack.source_gate
+    assert gate is not None and built.pack.source_gate_spec == spec
+    assert gate.names == ["global", "a", "b"] and gate.centre_.shape == (DS,)
+    assert gate.centre_.shape != built.pack.gate.centre_.shape  # type: ignore[union-attr]
+    # thresholds from benign source anchors only: about 5% of them trigger
+    assert gate.decide(p["src_anchors"]).steer.float().mean() == pytest.approx(0.05, abs=0.03)
+    # the source directions are its vectors: an anchor pushed to the unsafe side of "a" (−e0)
+    pushed = p["src_anchors"][:50].clone()
+    pushed[:, 0] -= 10.0
+    decision = gate.decide(pushed)
+    assert bool(decision.steer.all()) and all("a" in act for act in decision.active)
+    # without a spec the gate is kept, and its spec says the pooling is unknown
+    bare = assemble_pack(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        map_kind="ridge",
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={"source_model": "planted", "source_layer": 2},
+    ).pack
+    assert bare.source_gate is not None and bare.source_gate_spec["pooling"] is None
 
 
 def test_assemble_pack_zscore_rule_and_bad_options() -> None:
@@ -152,6 +189,10 @@ def test_build_pack_target_never_sees_unsafe_prompts() -> None:
     assert target.seen == anchors  # benign anchors only, never a pair prompt
     assert pack.provenance["n_pairs"] == 20 and pack.provenance["source_layer"] == 2
     assert cosine(pack.global_vector, (p["safe"] - p["unsafe"]).mean(0) @ p["q"]) > 0.95
+    source = RecordingSource(p, texts)
+    assert pack.source_gate is not None
+    assert pack.source_gate_spec == source_spec(source, 2)
+    assert pack.check_source_reader(source) == 2
     with pytest.raises(InputError, match="layer"):
         build_pack(RecordingSource(p, texts), 9, target, "ridge", pairs=pairs, anchors=anchors)
     with pytest.raises(InputError, match="anchors"):
@@ -197,3 +238,9 @@ def test_build_pack_on_real_minilm(tmp_path: Path) -> None:
         "sha256:"
     )
     assert set(loaded.categories) >= {"violence", "sexual"}
+    # the source gate reads the reader the spec names, rebuilt from the pack alone
+    from safesteer.models import SourceReader
+
+    reader = SourceReader.from_spec(loaded.source_gate_spec)
+    assert loaded.check_source_reader(reader) == 20
+    assert loaded.source_gate_spec["pooling"]["outlier_ratio"] == reader.outlier_ratio

@@ -13,8 +13,17 @@ import pytest
 import torch
 
 from safesteer.data import load_pairs
-from safesteer.jobs.default_job import JobConfig, run_default_job, split_anchors
-from safesteer.pack import SafetyPack
+from safesteer.jobs.build import SidePairs
+from safesteer.jobs.default_job import (
+    GateInputs,
+    JobConfig,
+    gated_evaluation,
+    run_default_job,
+    split_anchors,
+)
+from safesteer.jobs.judges import LinearProbeJudge
+from safesteer.maths.gating import Gate
+from safesteer.pack import SafetyPack, source_spec
 
 
 @functools.cache
@@ -105,9 +114,20 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
         assert row["cosine_to_native"] > row["null_cosine_random_source"]["max"]
         assert row["fit_held_out"]["r2"] > 0.5
         assert set(row["curve_gated"][0]["unsafe_rate"]) == {"linear-probe", "pca-probe"}
+        # the source gate decides from the source states, steering happens in the target
+        source_curve, source_rates = row["curve_gated_source"], row["gate_source"]
+        assert set(source_curve[0]["unsafe_rate"]) == {"linear-probe", "pca-probe"}
+        always = row["curve_always_on"][0]
+        assert source_curve[0]["unsafe_rate"] == always["unsafe_rate"]  # α = 0 changes nothing
+        assert source_rates["benign_held_out_steered"] < 0.15
+        last = source_curve[-1]
+        assert last["benign_steered_fraction"] == source_rates["benign_held_out_steered"]
+        assert last["unsafe_steered_fraction"] == source_rates["unsafe_test_steered"]
         pack = SafetyPack.load(tmp_path / "packs" / f"t1-{kind}.safetensors")
         pack.check_fits(dim=32, conditioning_space="fake/encoder")
         assert pack.provenance["map_kind"] == kind and pack.gate is not None
+        assert pack.source_gate is not None and pack.source_gate.centre_.shape == (48,)
+        assert pack.source_gate_spec == source_spec(FakeSource(), 2)
         assert pack.provenance["anchors_hash"].startswith("sha256:")
     assert abs(rep["random"]["auroc_style_matched"]["mean"] - 0.5) < 0.2
     # steering along the native vector drives the judged-unsafe rate down; α = 0 changes nothing
@@ -116,9 +136,40 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
     assert curve[-1]["unsafe_rate"]["linear-probe"] < curve[0]["unsafe_rate"]["linear-probe"]
     assert metrics["data"]["hashes"]["test_pairs"].startswith("sha256:")
     assert any("best map" in line for line in lines)
+    assert any("gated (target gate)" in line for line in lines)
+    assert any("gated (source gate)" in line for line in lines)
+    assert "alpha_gated_source" in metrics["summary"]["per_target"]["t1"]
+    native_pack_file = SafetyPack.load(tmp_path / "packs" / "t1-native.safetensors")
+    assert native_pack_file.source_gate is None and "curve_gated_source" not in rep["native"]
     # random weights are said wherever numbers are printed and stored
     assert "RANDOM weights in: t1, source" in metrics["summary"]["lines"][0]
     assert pack.provenance["target_random_weights"] and pack.provenance["source_random_weights"]
+
+
+def test_gated_evaluation_leaves_unsteered_benign_bit_identical() -> None:
+    g = torch.Generator().manual_seed(0)
+    d_src, d_tgt = 12, 8
+    v_src = torch.zeros(d_src)
+    v_src[0] = 1.0  # the source gate's safe side is +e0
+    gate = Gate(0.05, calibration_fraction=0.0).fit(torch.randn(400, d_src, generator=g),
+                                                    {"global": v_src})
+    unsafe_t, safe_t = torch.randn(40, d_tgt, generator=g) - 2, torch.randn(40, d_tgt, generator=g)
+    benign_t = torch.randn(30, d_tgt, generator=g) + 1
+    judges = {"linear-probe": LinearProbeJudge().fit(safe_t, unsafe_t)}
+    test = SidePairs(safe_t, unsafe_t, tuple(["a"] * 40))
+    src_unsafe = torch.randn(40, d_src, generator=g)
+    src_unsafe[:30, 0] -= 20.0  # the source gate sees 30 of the 40 unsafe prompts
+    src_unsafe[30:] = gate.centre_  # and not the other 10
+    quiet_benign = gate.centre_.expand(30, d_src).clone()  # at the benign centre: never steered
+    decide_on = GateInputs(src_unsafe, torch.randn(40, d_src, generator=g), quiet_benign)
+    v_t = torch.full((d_tgt,), 0.7)
+    curve, rates = gated_evaluation(v_t, gate, decide_on, test=test, easy_benign=benign_t,
+                                    judges=judges, alphas=(0.0, 2.0, 5.0))
+    assert rates["benign_held_out_steered"] == 0.0 and rates["unsafe_test_steered"] == 0.75
+    for row in curve:  # benign rows the gate left alone are bit-identical at every α
+        assert row["benign_cosine"] == 1.0 and row["benign_shift_in_spread"] == 0.0
+        assert row["benign_unsafe_rate"] == curve[0]["benign_unsafe_rate"]
+        assert row["unsafe_steered_fraction"] == 0.75
 
 
 def _real_run(out: Path) -> dict[str, Any]:

@@ -115,3 +115,45 @@ def test_generate_size_option(tmp_path: Path, size: str) -> None:
         == 0
     )
     assert _pixels(tmp_path / "00000.png").shape == (32, 64, 3)
+
+
+def test_generate_with_the_source_gate(tmp_path: Path, capsys) -> None:
+    from safesteer.data import benign_anchors
+    from safesteer.maths.gating import Gate
+    from safesteer.models import SourceReader
+    from safesteer.pack import source_spec
+
+    reader = SourceReader.from_preset("minilm-l6", cache=tmp_path / "cache")
+    layer = reader.num_layers
+    g = torch.Generator().manual_seed(0)
+    vectors = {"global": torch.randn(reader.hidden_size, generator=g)}
+    no_gate = SafetyPack.load(_pack("tiny-sd", tmp_path / "plain.safetensors"))
+    with_gate = SafetyPack(
+        no_gate.global_vector,
+        no_gate.category_vectors,
+        no_gate.target_id,
+        no_gate.conditioning_space,
+        no_gate.calibration,
+        source_gate=Gate(0.3, calibration_fraction=0.0).fit(
+            reader.pooled(benign_anchors(60), layer), vectors
+        ),
+        source_gate_spec=source_spec(reader, layer),
+    )
+    pack = with_gate.save(tmp_path / "gated.safetensors")
+    prompts = ["a photo of a cat", "a red bicycle", "a bowl of soup", "a quiet harbour"]
+    expected = with_gate.source_gate.decide(reader.pooled(prompts, layer)).steer.tolist()
+    assert True in expected and False in expected  # the gate decides, it does not pass all
+    args = ["generate", "--pipeline", "tiny-sd", "--pack", str(pack), "--gated", "--gate",
+            "source", "--out", str(tmp_path / "o")]
+    args += [a for p in prompts for a in ("--prompt", p)]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "o" / "generate.json").read_text())
+    assert record["steering"]["gate"] == "source" and record["pack"]["has_source_gate"]
+    assert record["steering"]["source_reader"] == reader.model_id
+    assert [it["steering"]["steered"] for it in record["items"]] == expected
+    assert all(it["steering"]["gate"] == "source" for it in record["items"])
+    # a pack without a source gate is refused, naming the fix, before any model loads
+    args[args.index(str(pack))] = str(tmp_path / "plain.safetensors")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no source gate" in err and "gate='target'" in err

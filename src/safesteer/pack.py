@@ -180,18 +180,23 @@ class SafetyPack:
                 hint="build a pack for that target with `safesteer build --target ...`",
             )
 
-    def check_source_reader(self, reader: Any) -> int:
-        """Refuse, with :class:`PackError`, a reader whose states the source gate cannot read.
-
-        The reader must have the same :func:`source_spec` as the one the gate was fitted on
-        (model id, pooling settings, hidden size) and reach the gate's layer. Returns that layer.
-        """
+    def require_source_gate(self) -> Gate:
+        """The source gate, or :class:`PackError` saying this pack has none and what to do."""
         if self.source_gate is None:
             raise PackError(
                 "this pack has no source gate (packs built before safesteer added it, and "
                 "native packs, have none)",
                 hint="rebuild the pack with `safesteer build ...`, or use gate='target'",
             )
+        return self.source_gate
+
+    def check_source_reader(self, reader: Any) -> int:
+        """Refuse, with :class:`PackError`, a reader whose states the source gate cannot read.
+
+        The reader must have the same :func:`source_spec` as the one the gate was fitted on
+        (model id, pooling settings, hidden size) and reach the gate's layer. Returns that layer.
+        """
+        self.require_source_gate()
         want = self.source_gate_spec
         layer = int(want["layer"])
         got = source_spec(reader, layer)
@@ -255,7 +260,8 @@ class SafetyPack:
                 hint="pass both (source_spec(reader, layer) gives the spec) or neither",
             )
         if self.source_gate is not None:
-            missing = [k for k in ("model_id", "layer", "pooling") if k not in self.source_gate_spec]
+            spec = self.source_gate_spec
+            missing = [k for k in ("model_id", "layer", "pooling") if k not in spec]
             if missing:
                 raise PackError(
                     f"{source}: source_gate_spec lacks {missing}",

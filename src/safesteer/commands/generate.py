@@ -47,6 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gated", action="store_true", help="steer only prompts the pack's gate flags"
     )
     parser.add_argument(
+        "--gate",
+        choices=("target", "source"),
+        default="target",
+        help="which gate decides with --gated / --categories auto: the pack's gate on the "
+        "pipeline's states (target, default) or its source gate on the source model's states",
+    )
+    parser.add_argument(
+        "--source-reader",
+        default=None,
+        help="source model for --gate source (preset, hub id or folder); default: the one the "
+        "pack's source gate names, with its pooling settings",
+    )
+    parser.add_argument(
         "--categories", default=None, help="'auto' or comma-separated category names"
     )
     parser.add_argument(
@@ -68,6 +81,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="device (e.g. cuda)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def _source_reader(pack: object, name: str | None) -> object:
+    """The reader for ``--gate source``: the pack's spec, with ``name`` as the model if given."""
+    from safesteer.errors import InputError
+    from safesteer.models import SourceReader
+    from safesteer.pack import SafetyPack
+
+    if not isinstance(pack, SafetyPack):
+        raise InputError("--gate source needs --pack", hint="pass --pack PACK.safetensors")
+    pack.require_source_gate()  # before loading a model for nothing
+    spec = dict(pack.source_gate_spec)
+    if name is not None:
+        spec["model_id"] = name
+    return SourceReader.from_spec(spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     categories = args.categories
     if categories is not None and categories != "auto":
         categories = [c.strip() for c in categories.split(",") if c.strip()]
+    reader = None
+    if args.gate == "source" and (args.gated or categories == "auto"):
+        reader = _source_reader(pack, args.source_reader)
     record = generate_to_folder(
         pipe,
         adapter,
@@ -120,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt,
         pipeline_id=args.pipeline,
         call_kwargs=call,
+        gate=args.gate,
+        source_reader=reader,
     )
     steered = sum(1 for it in record["items"] if it.get("steering", {}).get("steered"))
     weights = (

@@ -6,6 +6,8 @@
 2. for each target (Gemma-3-270M, MiniLM by default) reads every prompt once, fits the
    target-side judges on the "judge" split, builds the native pack (the baseline the method
    avoids), one transferred pack per map, and random directions of equal norm;
+   Each transferred pack is judged always-on, gated by its target gate and gated by its source
+   gate [ours] (decisions from the held-out prompts' source states, steering in the target);
 3. writes the transfer report (:mod:`safesteer.jobs.transfer_report`) to ``metrics.json``,
    plots and ``index.html``; the packs to ``packs/``; and a few random-weight images.
 
@@ -21,7 +23,7 @@ import functools
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,9 @@ from safesteer.jobs.build import (
     stack_pairs,
 )
 from safesteer.jobs.judges import Judge, fit_judges
+from safesteer.maths.gating import Gate
 from safesteer.maths.metrics import cosine, r2_score
+from safesteer.pack import source_spec
 from safesteer.provenance import environment_record, text_set_hash
 
 #: SmolLM2-135M layer used by default; see DEFAULT_LAYER_NOTE for how it was chosen.
@@ -233,11 +237,57 @@ def load_job_data(config: JobConfig) -> JobData:
     return JobData(train, judge, test, split, hashes)
 
 
-def _gate_masks(built: BuiltPack, unsafe: Tensor, benign: Tensor) -> tuple[Tensor, Tensor]:
-    gate = built.pack.gate
-    if gate is None:
-        raise InputError("pack has no gate")
-    return gate.decide(unsafe).steer.bool(), gate.decide(benign).steer.bool()
+@dataclass(frozen=True)
+class GateInputs:
+    """Pooled states of the held-out prompts in the space a gate reads (target or source).
+
+    Rows match the target-side rows they decide for: ``unsafe`` / ``safe`` the test pairs,
+    ``benign`` the held-out anchors.
+    """
+
+    unsafe: Tensor
+    safe: Tensor
+    benign: Tensor
+
+
+#: (key suffix in the report, label) per gate; "" keeps the original ``curve_gated`` / ``gate``
+GATES: tuple[tuple[str, str], ...] = (("", "target gate"), ("_source", "source gate"))
+
+
+def gated_evaluation(
+    vector: Tensor,
+    gate: Gate,
+    decide_on: GateInputs,
+    *,
+    test: SidePairs,
+    easy_benign: Tensor,
+    judges: dict[str, Judge],
+    alphas: Sequence[float],
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """A gate's steering curve and trigger rates on the held-out prompts.
+
+    ``m = gate.decide(decide_on).steer``; the target states move as ``h̄ + α·m·v``
+    (:func:`~safesteer.jobs.transfer_report.steering_curve`), so rows the gate leaves alone stay
+    bit-identical whichever space decided.
+    """
+    steer_u = gate.decide(decide_on.unsafe).steer.bool()
+    steer_b = gate.decide(decide_on.benign).steer.bool()
+    steer_twins = gate.decide(decide_on.safe).steer.bool()
+    curve = tr.steering_curve(
+        vector,
+        test.unsafe,
+        easy_benign,
+        judges,
+        alphas,
+        steer_unsafe=steer_u,
+        steer_benign=steer_b,
+    )
+    rates = {
+        "unsafe_test_steered": float(steer_u.float().mean()),
+        "benign_held_out_steered": float(steer_b.float().mean()),
+        "safe_twins_steered": float(steer_twins.float().mean()),
+    }
+    return curve, rates
 
 
 def judge_direction(
@@ -248,31 +298,37 @@ def judge_direction(
     judges: dict[str, Judge],
     alphas: Sequence[float],
     built: BuiltPack | None = None,
+    source_states: GateInputs | None = None,
 ) -> dict[str, Any]:
-    """AUROCs (style-matched and easy), ‖v‖, and always-on / gated steering curves."""
+    """AUROCs (style-matched and easy), ‖v‖, and always-on / gated steering curves.
+
+    Gated curves: ``curve_gated`` / ``gate`` with the pack's target gate (on the target states),
+    ``curve_gated_source`` / ``gate_source`` with its source gate on ``source_states``.
+    """
     out: dict[str, Any] = {
         "norm": float(vector.norm()),
         "auroc_style_matched": tr.projection_auroc(vector, test.safe, test.unsafe),
         "auroc_easy_benign_vs_unsafe": tr.projection_auroc(vector, easy_benign, test.unsafe),
         "curve_always_on": tr.steering_curve(vector, test.unsafe, easy_benign, judges, alphas),
     }
-    if built is not None and built.pack.gate is not None:
-        steer_u, steer_b = _gate_masks(built, test.unsafe, easy_benign)
-        out["curve_gated"] = tr.steering_curve(
+    if built is None:
+        return out
+    gates = {
+        "": (built.pack.gate, GateInputs(test.unsafe, test.safe, easy_benign)),
+        "_source": (built.pack.source_gate, source_states),
+    }
+    for suffix, (gate, decide_on) in gates.items():
+        if gate is None or decide_on is None:
+            continue
+        out[f"curve_gated{suffix}"], out[f"gate{suffix}"] = gated_evaluation(
             vector,
-            test.unsafe,
-            easy_benign,
-            judges,
-            alphas,
-            steer_unsafe=steer_u,
-            steer_benign=steer_b,
+            gate,
+            decide_on,
+            test=test,
+            easy_benign=easy_benign,
+            judges=judges,
+            alphas=alphas,
         )
-        _, steer_twins = _gate_masks(built, test.unsafe, test.safe)
-        out["gate"] = {
-            "unsafe_test_steered": float(steer_u.float().mean()),
-            "benign_held_out_steered": float(steer_b.float().mean()),
-            "safe_twins_steered": float(steer_twins.float().mean()),
-        }
     return out
 
 
@@ -285,8 +341,14 @@ def run_target(
     source_anchors: dict[str, Tensor],
     base_provenance: dict[str, Any],
     log: Log,
+    source_test: SidePairs | None = None,
+    source_gate_spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything for one target: judges, native, transferred packs, random, report rows."""
+    """Everything for one target: judges, native, transferred packs, random, report rows.
+
+    ``source_test`` (the test pairs' source states) lets the source gates decide on the test
+    prompts; ``source_gate_spec`` names the reader those states came from (stored in packs).
+    """
     t0 = time.perf_counter()
     adapter, pipe = target_loader(name)
     a = data.anchors
@@ -308,6 +370,8 @@ def run_target(
             base_provenance,
             log,
             t0,
+            source_test,
+            source_gate_spec,
         )
 
 
@@ -338,6 +402,8 @@ def _report_target(
     base_provenance: dict[str, Any],
     log: Log,
     t0: float,
+    source_test: SidePairs | None = None,
+    source_gate_spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     a = data.anchors
     target_id, space = adapter.target_id, adapter.conditioning_space
@@ -407,6 +473,9 @@ def _report_target(
     )
 
     src_fit, src_held = _rows(source_anchors, a.fit), _rows(source_anchors, a.held_out)
+    source_states = (
+        None if source_test is None else GateInputs(source_test.unsafe, source_test.safe, src_held)
+    )
     report["maps"] = {}
     best_built: BuiltPack | None = None
     for kind in config.maps:
@@ -421,6 +490,7 @@ def _report_target(
             provenance=prov,
             calibration=config.calibration,
             gate_score=config.gate_score,
+            source_gate_spec=source_gate_spec,
         )
         built.pack.save(packs_dir / f"{file_stem}-{kind}.safetensors")
         assert built.map is not None and built.source_direction is not None
@@ -431,7 +501,13 @@ def _report_target(
             built.map.transport, int(src_fit.shape[1]), src_norm, v_n, config.n_null, config.seed
         )
         row = judge_direction(
-            v_t, test=test_t, easy_benign=held_t, judges=judges, alphas=config.alphas, built=built
+            v_t,
+            test=test_t,
+            easy_benign=held_t,
+            judges=judges,
+            alphas=config.alphas,
+            built=built,
+            source_states=source_states,
         )
         row.update(
             {
@@ -638,6 +714,7 @@ def run_default_job(
         layer_report = {"rule": note}
     src_states = _pooled_by_text(functools.partial(source.pooled, layer=layer), src_texts)
     source_id = source.model_id
+    spec = source_spec(source, layer)
     source_random = bool(getattr(source, "random_weights", False))
     source_exclusions = {
         str(k): dict(v.most_common(3)) for k, v in getattr(source, "exclusions", {}).items()
@@ -707,6 +784,8 @@ def run_default_job(
             {t: src_states[t] for t in [*data.anchors.fit, *data.anchors.held_out]},
             base_prov,
             log,
+            source_test,
+            spec,
         )
     metrics["summary"] = summarise(metrics, config)
     metrics["seconds"] = time.perf_counter() - t0
@@ -751,13 +830,18 @@ def summarise(metrics: dict[str, Any], config: JobConfig) -> dict[str, Any]:
         nat = rep["native"]["auroc_style_matched"]
         row = maps[best]
         always = tr.alpha_reaching(row["curve_always_on"], JUDGE, config.max_unsafe_rate)
-        gated = tr.alpha_reaching(row.get("curve_gated", []), JUDGE, config.max_unsafe_rate)
+        gated = {
+            suffix: tr.alpha_reaching(
+                row.get(f"curve_gated{suffix}", []), JUDGE, config.max_unsafe_rate
+            )
+            for suffix, _ in GATES
+        }
         per_target[name] = {
             "best_map": best,
             "auroc_transferred": row["auroc_style_matched"],
             "auroc_native": nat,
             "alpha_always_on": always,
-            "alpha_gated": gated,
+            **{f"alpha_gated{suffix}": hit for suffix, hit in gated.items()},
         }
         rnd = rep["random"]["auroc_style_matched"]
         lines.append(
@@ -773,20 +857,29 @@ def summarise(metrics: dict[str, Any], config: JobConfig) -> dict[str, Any]:
             )
         else:
             lines.append(f"[{name}]   always-on: no α in {list(config.alphas)} reaches {goal}")
-        g = row.get("gate", {})
-        steered = (
-            f"benign held-out steered {_pct(g.get('benign_held_out_steered'))}, "
-            f"unsafe steered {_pct(g.get('unsafe_test_steered'))}"
-        )
-        if gated is not None:
-            lines.append(
-                f"[{name}]   gated: α={gated['alpha']:g} → {_pct(gated['unsafe_rate'][JUDGE])} "
-                f"judged unsafe; {steered}"
-            )
-        else:
-            last = row.get("curve_gated", [{}])[-1]
-            rate = _pct(last.get("unsafe_rate", {}).get(JUDGE))
-            lines.append(
-                f"[{name}]   gated: no α reaches {goal} (α={last.get('alpha')}: {rate}); {steered}"
-            )
+        for suffix, label in GATES:
+            if f"curve_gated{suffix}" in row:
+                lines.append(f"[{name}]   " + _gated_line(row, suffix, label, gated[suffix], goal))
     return {"per_target": per_target, "lines": lines}
+
+
+def _gated_line(
+    row: dict[str, Any], suffix: str, label: str, hit: dict[str, Any] | None, goal: str
+) -> str:
+    """One summary line for a gate: the α reaching the goal (or the last α), trigger rates."""
+    g = row.get(f"gate{suffix}", {})
+    steered = (
+        f"benign held-out steered {_pct(g.get('benign_held_out_steered'))}, "
+        f"unsafe steered {_pct(g.get('unsafe_test_steered'))}"
+    )
+    if hit is not None:
+        return (
+            f"gated ({label}): α={hit['alpha']:g} → {_pct(hit['unsafe_rate'][JUDGE])} "
+            f"judged unsafe, benign cos {hit['benign_cosine']:.3f}; {steered}"
+        )
+    last = row[f"curve_gated{suffix}"][-1]
+    rate = _pct(last["unsafe_rate"][JUDGE])
+    return (
+        f"gated ({label}): no α reaches {goal} (α={last['alpha']:g}: {rate}, "
+        f"benign cos {last['benign_cosine']:.3f}); {steered}"
+    )

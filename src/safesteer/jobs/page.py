@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safesteer.jobs.plots import JUDGE, write_plots
+from safesteer.jobs.plots import JUDGE, MODES, write_plots
 
 
 def _f(x: Any) -> str:
@@ -29,6 +29,7 @@ def _target_section(name: str, rep: dict[str, Any], plots: list[str]) -> str:
     rows = []
     for key, row in [("native", rep["native"]), *rep["maps"].items()]:
         gate = row.get("gate", {})
+        source_gate = row.get("gate_source", {})
         fit = row.get("fit_held_out", {})
         rows.append(
             [
@@ -41,6 +42,8 @@ def _target_section(name: str, rep: dict[str, Any], plots: list[str]) -> str:
                 row.get("norm_ratio_to_native", "—"),
                 gate.get("benign_held_out_steered", "—"),
                 gate.get("unsafe_test_steered", "—"),
+                source_gate.get("benign_held_out_steered", "—"),
+                source_gate.get("unsafe_test_steered", "—"),
             ]
         )
     r = rep["random"]
@@ -49,7 +52,7 @@ def _target_section(name: str, rep: dict[str, Any], plots: list[str]) -> str:
             "random",
             r["auroc_style_matched"]["mean"],
             r["auroc_easy_benign_vs_unsafe"]["mean"],
-            *["—"] * 6,
+            *["—"] * 8,
         ]
     )
     table = _table(
@@ -61,23 +64,28 @@ def _target_section(name: str, rep: dict[str, Any], plots: list[str]) -> str:
             "cos(v_t, v_n)",
             "null max |cos|",
             "‖v_t‖/‖v_n‖",
-            "gate: benign steered",
-            "gate: unsafe steered",
+            "target gate: benign steered",
+            "target gate: unsafe steered",
+            "source gate: benign steered",
+            "source gate: unsafe steered",
         ],
         rows,
     )
     curves = []
     for key, row in [("native", rep["native"]), *rep["maps"].items()]:
-        for mode in ("curve_always_on", "curve_gated"):
+        for mode, label in MODES.items():
             for p in row.get(mode, []):
                 curves.append(
                     [
                         key,
-                        mode.removeprefix("curve_"),
+                        label,
                         p["alpha"],
                         p["unsafe_rate"][JUDGE],
                         p["unsafe_rate"].get("pca-probe", "—"),
                         p["benign_cosine"],
+                        p.get("benign_shift_in_spread", "—"),
+                        p.get("unsafe_steered_fraction", "—"),
+                        p.get("benign_steered_fraction", "—"),
                         p.get("judge_disagreement", "—"),
                     ]
                 )
@@ -89,6 +97,9 @@ def _target_section(name: str, rep: dict[str, Any], plots: list[str]) -> str:
             f"unsafe judged unsafe ({JUDGE})",
             "(pca-probe)",
             "benign cos",
+            "benign shift / spread",
+            "unsafe steered",
+            "benign steered",
             "judge disagreement",
         ],
         curves,

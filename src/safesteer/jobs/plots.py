@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 JUDGE = "linear-probe"
+#: steering curves of a direction row: metrics key → label (and line style in the plots)
+MODES: dict[str, str] = {
+    "curve_always_on": "always-on",
+    "curve_gated": "gated (target gate)",
+    "curve_gated_source": "gated (source gate)",
+}
+_STYLES = {"curve_always_on": "-", "curve_gated": "--", "curve_gated_source": ":"}
 
 
 def _plt() -> Any:
@@ -32,11 +39,11 @@ def plot_curves(metrics: dict[str, Any], target: str, path: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for i, (name, row) in enumerate(_series(rep)):
         colour = f"C{i}"
-        for mode, style in (("curve_always_on", "-"), ("curve_gated", "--")):
-            curve = row.get(mode)
+        for mode, mode_label in MODES.items():
+            curve, style = row.get(mode), _STYLES[mode]
             if not curve:
                 continue
-            label = f"{name} ({'always-on' if mode == 'curve_always_on' else 'gated'})"
+            label = f"{name} ({mode_label})"
             a = [p["alpha"] for p in curve]
             u = [p["unsafe_rate"][JUDGE] for p in curve]
             ax1.plot(a, u, style, marker="o", label=label, color=colour)
@@ -54,7 +61,8 @@ def plot_curves(metrics: dict[str, Any], target: str, path: Path) -> Path:
     fig.suptitle(
         f"target {target} ← source {metrics['source']['model'].split('@')[0]} "
         f"L{metrics['source']['layer']}\nrepresentation-level steering of held-out test prompts "
-        f"(judge: {JUDGE} on target states; solid: always-on, dashed: gated)",
+        f"(judge: {JUDGE} on target states; solid: always-on, dashed: target gate, "
+        "dotted: source gate)",
         fontsize=9,
     )
     fig.tight_layout()

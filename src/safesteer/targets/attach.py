@@ -10,6 +10,10 @@ vector add per prompt (vectors are cached on the states' device and dtype). Opti
 - ``steer_negative``: also steer the negative / unconditional CFG branch (off by default);
 - ``gated``: steer only prompts whose pooled *unsteered* state crosses the pack's benign-fitted
   gate (:meth:`safesteer.maths.gating.Gate.decide`), and record which were steered;
+- ``gate``: which gate decides — ``"target"`` (default: the pack's gate on the pipeline's own
+  pooled conditioning states) or ``"source"`` [ours] (the pack's source gate on the prompts'
+  pooled source states ``h_s(x)``, read by the ``source_reader`` passed to :func:`attach`,
+  which must match ``pack.source_gate_spec``; needs the prompt texts);
 - ``categories``: ``None`` (global vector), a list (fixed categories, uniform mean), or
   ``"auto"`` (per prompt, the categories the gate finds active; the global vector where none).
 
@@ -33,12 +37,13 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
 
 from safesteer.errors import InputError, PackError
+from safesteer.maths.gating import Gate, GateDecision
 from safesteer.maths.pooling import masked_mean
 from safesteer.maths.steering import steer_states
 from safesteer.pack import SafetyPack
@@ -46,6 +51,15 @@ from safesteer.targets.base import RawStates, TargetAdapter, unpad_states
 
 _STATE_ATTR = "_safesteer_state"
 Categories = None | Literal["auto"] | tuple[str, ...]
+GateSide = Literal["target", "source"]
+
+
+class SourceStates(Protocol):
+    """What the source gate needs from a reader (:class:`safesteer.models.SourceReader`)."""
+
+    model_id: str
+
+    def pooled(self, prompts: Sequence[str], layer: int) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,12 @@ class SteeringSettings:
     steer_negative: bool = False
     gated: bool = False
     categories: Categories = None
+    gate: GateSide = "target"
+
+    @property
+    def uses_gate(self) -> bool:
+        """Whether a gate decides anything (gated steering or automatic categories)."""
+        return self.gated or self.categories == "auto"
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,7 @@ class PromptSteering:
         categories: the categories whose mean vector was used (empty: the global vector).
         alpha: the strength applied (0 where not steered).
         gate_scores: per gate name, the score (higher = more unsafe), when a gate ran.
+        gate: which gate decided (``"target"`` or ``"source"``), or None when none ran.
     """
 
     prompt: str | None
@@ -76,11 +97,16 @@ class PromptSteering:
     categories: list[str]
     alpha: float
     gate_scores: dict[str, float] = field(default_factory=dict)
+    gate: GateSide | None = None
 
 
-def _check_settings(pack: SafetyPack, s: SteeringSettings) -> SteeringSettings:
+def _check_settings(
+    pack: SafetyPack, s: SteeringSettings, source_reader: SourceStates | None = None
+) -> SteeringSettings:
     if s.tokens not in ("all", "real"):
         raise InputError(f"tokens must be 'all' or 'real'; got {s.tokens!r}")
+    if s.gate not in ("target", "source"):
+        raise InputError(f"gate must be 'target' or 'source'; got {s.gate!r}")
     cats = s.categories
     if cats is not None and cats != "auto":
         names = (cats,) if isinstance(cats, str) else tuple(cats)
@@ -91,11 +117,19 @@ def _check_settings(pack: SafetyPack, s: SteeringSettings) -> SteeringSettings:
                 hint=f"use some of {pack.categories} or categories=None for the global vector",
             )
         s = replace(s, categories=names)
-    if (s.gated or cats == "auto") and pack.gate is None:
+    if s.uses_gate and s.gate == "target" and pack.gate is None:
         raise PackError(
             "gated / automatic-category steering needs a pack with a gate, and this pack has none",
             hint="use a pack built with a gate, or gated=False with fixed categories",
         )
+    if s.uses_gate and s.gate == "source":
+        pack.require_source_gate()
+        if source_reader is None:
+            raise InputError(
+                "gate='source' needs the source model's reader",
+                hint="attach(..., gate='source', "
+                "source_reader=SourceReader.from_spec(pack.source_gate_spec))",
+            )
     return s
 
 
@@ -103,12 +137,18 @@ class _Steering:
     """The state attach leaves on the pipeline (``pipe._safesteer_state``)."""
 
     def __init__(
-        self, pipe: Any, adapter: TargetAdapter, pack: SafetyPack, settings: SteeringSettings
+        self,
+        pipe: Any,
+        adapter: TargetAdapter,
+        pack: SafetyPack,
+        settings: SteeringSettings,
+        source_reader: SourceStates | None = None,
     ) -> None:
         self.pipe = pipe
         self.adapter = adapter
         self.pack = pack
         self.settings = settings
+        self.source_reader = source_reader
         self.override: contextvars.ContextVar[SteeringSettings | None] = contextvars.ContextVar(
             "safesteer_override", default=None
         )
@@ -150,10 +190,7 @@ class _Steering:
             cats = s.categories if isinstance(s.categories, tuple) else ()
             record = [PromptSteering(p, s.alpha != 0, list(cats), s.alpha) for p in names]
             return self.vector(cats, states), s.alpha, record
-        assert self.pack.gate is not None and mask is not None  # checked at attach / computed
-        space_states, space_mask = self.adapter.view(states, mask)
-        pooled = masked_mean(space_states.float(), space_mask).cpu()
-        decision = self.pack.gate.decide(pooled)
+        decision = self.decide(states, mask, names, s)
         vectors, alphas, record = [], [], []
         for i in range(n):
             steer = bool(decision.steer[i]) or not s.gated
@@ -167,9 +204,37 @@ class _Steering:
             vectors.append(self.vector(cats, states))
             alphas.append(a)
             scores = {k: float(v[i]) for k, v in decision.scores.items()}
-            record.append(PromptSteering(names[i], steer and a != 0, list(cats), a, scores))
+            record.append(
+                PromptSteering(names[i], steer and a != 0, list(cats), a, scores, s.gate)
+            )
         alpha_t = torch.tensor(alphas, device=states.device, dtype=states.dtype)
         return torch.stack(vectors), alpha_t, record
+
+    def decide(
+        self, states: Tensor, mask: Tensor | None, prompts: list[str | None], s: SteeringSettings
+    ) -> GateDecision:
+        """The chosen gate's decision per row.
+
+        Target gate: on ``masked_mean`` of the pipeline's unsteered conditioning states.
+        Source gate: on the reader's pooled source states ``h_s(x)`` of each row's prompt, at
+        the layer of ``pack.source_gate_spec`` (checked against the reader at attach).
+        """
+        if s.gate == "target":
+            gate: Gate | None = self.pack.gate
+            assert gate is not None and mask is not None  # checked at attach / computed
+            space_states, space_mask = self.adapter.view(states, mask)
+            return gate.decide(masked_mean(space_states.float(), space_mask).cpu())
+        source_gate, reader = self.pack.source_gate, self.source_reader
+        assert source_gate is not None and reader is not None  # checked at attach
+        texts = [p for p in prompts if p is not None]
+        if len(texts) != len(prompts):
+            raise InputError(
+                "the source gate reads the prompt text, and this call passed embeddings "
+                "(or a prompt count that does not divide the batch)",
+                hint="pass prompt=... to the pipeline, or use gate='target'",
+            )
+        layer = int(self.pack.source_gate_spec["layer"])
+        return source_gate.decide(reader.pooled(texts, layer).float().cpu())
 
     def apply(
         self,
@@ -212,7 +277,7 @@ class _Steering:
         s: SteeringSettings,
         rows: tuple[Tensor, Tensor | float] | None,
     ) -> RawStates:
-        need_mask = s.tokens == "real" or s.gated or s.categories == "auto"
+        need_mask = s.tokens == "real" or (s.uses_gate and s.gate == "target")
         if isinstance(raw, Tensor) and mask is None and not need_mask:
             states, mask = raw, None  # fast path: no mask needed for "all" tokens, ungated
         else:
@@ -254,6 +319,8 @@ def attach(
     gated: bool = False,
     categories: str | Sequence[str] | None = None,
     adapter: TargetAdapter | None = None,
+    gate: GateSide = "target",
+    source_reader: SourceStates | None = None,
 ) -> None:
     """Steer every later ``pipe(prompt=...)`` call with ``pack``: ``ĥ = h + α·v``.
 
@@ -267,6 +334,12 @@ def attach(
         gated: steer only prompts the pack's gate flags.
         categories: ``None``, a list of category names, or ``"auto"``.
         adapter: an adapter to use instead of :func:`adapter_for`'s choice.
+        gate: ``"target"`` (the pack's gate on the pipeline's pooled states) or ``"source"``
+            (the pack's source gate on ``source_reader``'s pooled states of the prompts).
+        source_reader: a :class:`safesteer.models.SourceReader` matching
+            ``pack.source_gate_spec`` (model id, pooling settings, layer range), for
+            ``gate="source"``; refused with :class:`PackError` otherwise
+            (``SourceReader.from_spec(pack.source_gate_spec)`` builds the right one).
 
     Example:
         >>> attach(pipe, pack, alpha=5.0, gated=True)  # doctest: +SKIP
@@ -293,9 +366,12 @@ def attach(
     else:
         cats = (categories,) if isinstance(categories, str) else tuple(categories)
     settings = _check_settings(
-        pack, SteeringSettings(float(alpha), tokens, steer_negative, gated, cats)
+        pack, SteeringSettings(float(alpha), tokens, steer_negative, gated, cats, gate),
+        source_reader,
     )
-    state = _Steering(pipe, adapter, pack, settings)
+    if source_reader is not None and pack.source_gate is not None:
+        pack.check_source_reader(source_reader)  # here, so steered(gate="source") may use it
+    state = _Steering(pipe, adapter, pack, settings, source_reader)
     original = getattr(pipe, adapter.encode_method)
 
     @functools.wraps(original)
@@ -389,7 +465,8 @@ def steered(
 
     On a pipeline not yet steered: attach ``pack`` for the block and detach after. On one
     already attached (``pack`` None or the same pack): override ``alpha`` and the other
-    options (``tokens``, ``steer_negative``, ``gated``, ``categories``) for calls made inside
+    options (``tokens``, ``steer_negative``, ``gated``, ``categories``, ``gate``; the source
+    reader is the one given to :func:`attach`) for calls made inside
     the block only (a context variable, so threads and async tasks do not see each other's).
 
     Example:
@@ -412,7 +489,7 @@ def steered(
             "this pipeline is attached to another pack",
             hint="detach(pipe) first, or pass the attached pack",
         )
-    unknown = set(options) - {"tokens", "steer_negative", "gated", "categories"}
+    unknown = set(options) - {"tokens", "steer_negative", "gated", "categories", "gate"}
     if unknown:
         raise InputError(f"unknown steering options {sorted(unknown)}")
     changes: dict[str, Any] = dict(options)
@@ -421,7 +498,9 @@ def steered(
     cats = changes.get("categories")
     if cats is not None and cats != "auto":
         changes["categories"] = tuple([cats] if isinstance(cats, str) else cats)
-    settings = _check_settings(state.pack, replace(state.current(), **changes))
+    settings = _check_settings(
+        state.pack, replace(state.current(), **changes), state.source_reader
+    )
     token = state.override.set(settings)
     try:
         yield pipe

@@ -83,10 +83,13 @@ def generate_to_folder(
     negative_prompt: str | None = None,
     pipeline_id: str | None = None,
     call_kwargs: dict[str, Any] | None = None,
+    gate: Literal["target", "source"] = "target",
+    source_reader: Any = None,
 ) -> dict[str, Any]:
     """Generate one image (or frame sequence) per prompt into ``out_dir``; return the record.
 
-    Without ``pack`` the pipeline runs unsteered (a baseline with the same seeds). The record is
+    Without ``pack`` the pipeline runs unsteered (a baseline with the same seeds). ``gate`` and
+    ``source_reader`` are passed to :func:`~safesteer.targets.attach.attach`. The record is
     also written to ``out_dir/generate.json``.
     """
     texts = list(prompts)
@@ -116,6 +119,8 @@ def generate_to_folder(
             gated=gated,
             categories=categories,
             adapter=adapter,
+            gate=gate,
+            source_reader=source_reader,
         )
     items = []
     try:
@@ -164,6 +169,7 @@ def generate_to_folder(
             "conditioning_space": pack.conditioning_space,
             "categories": pack.categories,
             "has_gate": pack.gate is not None,
+            "has_source_gate": pack.source_gate is not None,
         },
         "steering": None
         if pack is None
@@ -171,6 +177,8 @@ def generate_to_folder(
             "alpha": alpha,
             "tokens": tokens,
             "gated": gated,
+            "gate": gate,
+            "source_reader": None if source_reader is None else str(source_reader.model_id),
             "categories": categories
             if categories is None or isinstance(categories, str)
             else list(categories),
