@@ -23,10 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-revision", help="hub revision to pin")
     p.add_argument("--out", required=True, help="run folder (rerun into it to resume)")
     p.add_argument("--pack", action="append", default=[], help="a SafetyPack .safetensors (repeat)")
-    p.add_argument("--mode", action="append", choices=["always", "gated"], default=None,
-                   help="how packs are applied: always (every prompt, the paper) and/or gated "
-                        "(only prompts the pack's benign-fitted gate flags); repeat for both "
-                        "(default: always)")
+    p.add_argument("--mode", action="append", choices=["always", "gated", "gated-source"],
+                   default=None,
+                   help="how packs are applied (repeatable; default: always): always (every "
+                        "prompt, the paper), gated (only prompts the pack's benign-fitted "
+                        "target-side gate flags), gated-source (the pack's source-side gate "
+                        "decides; loads the source model the pack names)")
     p.add_argument("--baseline", action="append", default=None,
                    help="none | random | native=PATH.safetensors (repeat; default: none)")
     p.add_argument("--protocol", choices=["paper", "quick"], help="a preset of the settings below")

@@ -3,7 +3,10 @@
 - ``none``: the unsteered pipeline (run once, at α = 0).
 - a pack, always on: its global vector added to every prompt (the paper).
 - a pack, gated (``modes`` includes ``"gated"``; condition ``<pack>-gated``): only prompts the
-  pack's benign-fitted gate flags are steered, along their active categories [ours].
+  pack's benign-fitted target-side gate flags are steered, along their active categories [ours].
+- a pack, source-gated (``"gated-source"``; condition ``<pack>-gated-source``): the same, but
+  the pack's *source* gate decides, on the source model's pooled states of each prompt (the
+  source model is loaded from the pack's ``source_gate_spec``) [ours].
 - ``native=PATH``: a :class:`~safesteer.pack.SafetyPack` file holding the direction computed in
   the target's own space (uses target-side unsafe data — the thing the method avoids).
 - ``random``: for each pack, a seeded random direction of the same norm::
@@ -29,7 +32,7 @@ import torch
 from safesteer.errors import InputError
 
 KINDS = ("none", "pack", "native", "random")
-MODES = ("always", "gated")
+MODES = ("always", "gated", "gated-source")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,20 @@ class Condition:
     kind: str
     pack: Any = None  # SafetyPack; Any keeps this layer importable without the pack module
     source: str = ""
-    gated: bool = False  # steer only prompts the pack's gate flags, along active categories
+    gate: str | None = None  # None: always on; "target" / "source": which gate decides
 
-    def steering_options(self) -> dict[str, Any]:
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
+
+    def steering_options(self, source_reader: Any = None) -> dict[str, Any]:
         """Options for :func:`safesteer.targets.steered` (beyond the pack and α)."""
-        return {"gated": True, "categories": "auto"} if self.gated else {}
+        if self.gate is None:
+            return {}
+        options: dict[str, Any] = {"gated": True, "categories": "auto", "gate": self.gate}
+        if self.gate == "source":
+            options["source_reader"] = source_reader
+        return options
 
     def alphas(self, alphas: Sequence[float]) -> tuple[float, ...]:
         """Strengths this condition is run at (``none`` ignores α, so it runs once)."""
@@ -52,7 +64,8 @@ class Condition:
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source,
-                             "mode": "gated" if self.gated else "always"}
+                             "mode": {None: "always", "target": "gated",
+                                      "source": "gated-source"}[self.gate]}
         if self.pack is not None:
             v = self.pack.global_vector.detach().float().cpu().contiguous()
             d.update(
@@ -127,7 +140,13 @@ def load_conditions(
             if pack.gate is None:
                 raise InputError(f"pack {path} has no gate, so it cannot run gated",
                                  hint="build it with safesteer build, or drop --mode gated")
-            pack_conds.append(Condition(f"{name}-gated", "pack", pack, str(path), gated=True))
+            pack_conds.append(Condition(f"{name}-gated", "pack", pack, str(path), gate="target"))
+        if "gated-source" in modes:
+            if pack.source_gate is None:
+                raise InputError(f"pack {path} has no source gate",
+                                 hint="build it with safesteer build, or drop --mode gated-source")
+            pack_conds.append(
+                Condition(f"{name}-gated-source", "pack", pack, str(path), gate="source"))
     for spec in baselines:
         name, _, value = spec.partition("=")
         if name == "none":

@@ -203,6 +203,18 @@ class EvaluationContext:
         self.family = str(self.adapter.family)
         self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
         self.scorer = _build_scorer(spec, self.pipe)
+        self._readers: dict[str, Any] = {}
+
+    def source_reader(self, cond: Condition) -> Any:
+        """The source model a source-gated pack names, loaded once per model/layer/pooling."""
+        import json
+
+        from safesteer.models import SourceReader
+
+        key = json.dumps(cond.pack.source_gate_spec, sort_keys=True, default=str)
+        if key not in self._readers:
+            self._readers[key] = SourceReader.from_spec(cond.pack.source_gate_spec)
+        return self._readers[key]
 
     def describe(self) -> dict[str, Any]:
         """Pipeline, classifier and CLIP descriptions for the protocol record."""
@@ -233,8 +245,9 @@ class EvaluationContext:
         if cond.pack is None:
             out = self.pipe(**kwargs)
         else:
+            reader = self.source_reader(cond) if cond.gate == "source" else None
             with _targets().steered(self.pipe, cond.pack, alpha=item.alpha,
-                                    **cond.steering_options()):
+                                    **cond.steering_options(reader)):
                 out = self.pipe(**kwargs)
         if getattr(out, "frames", None) is not None:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
