@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     pairs = read_pairs(args.pairs) if args.pairs else None
     anchors = read_anchors(args.anchors) if args.anchors else None
+    target, _ = load_target(args.target)  # the target first: a wrong id fails before the read
     source = load_source(args.source)
-    target, _ = load_target(args.target)
     pack = build_pack(
         source,
         args.layer,

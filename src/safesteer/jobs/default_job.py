@@ -108,7 +108,10 @@ def split_anchors(anchors: Sequence[str], holdout: float, judge: float, seed: in
 
 
 def _is_preset(name: str) -> bool:
-    return "/" not in name and not Path(name).exists()
+    """A packaged model preset (anything else is a hub id, a folder or ``tiny-<family>``)."""
+    from safesteer.models.zoo import PRESETS
+
+    return name in PRESETS
 
 
 def load_source(name: str) -> Any:
