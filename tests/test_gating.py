@@ -162,4 +162,4 @@ def test_cross_fitted_thresholds_hold_the_rate_where_in_sample_ones_overfit() ->
 
 def test_too_few_anchors_to_hold_out_is_refused() -> None:
     with pytest.raises(InputError, match="too few"):
-        Gate(0.05).fit(_benign(40, 0), {"global": _unit(0)})
+        Gate(0.05).fit(_benign(30, 0), {"global": _unit(0)})  # 9 held out < 10

@@ -217,7 +217,7 @@ class Gate:
         n_cal = round(self.calibration_fraction * benign.shape[0])
         if n_cal == 0:
             return benign, benign
-        if n_cal < 20 or benign.shape[0] - n_cal < 10:
+        if n_cal < 10 or benign.shape[0] - n_cal < 10:
             raise InputError(
                 f"{benign.shape[0]} benign anchors are too few to hold out "
                 f"{self.calibration_fraction:.0%} for the gate's thresholds",
