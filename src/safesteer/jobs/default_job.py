@@ -49,10 +49,13 @@ from safesteer.pack import source_spec
 from safesteer.provenance import environment_record, text_set_hash
 
 #: SmolLM2-135M layer used by default; see DEFAULT_LAYER_NOTE for how it was chosen.
-DEFAULT_LAYER = 20
+DEFAULT_LAYER = 15
 DEFAULT_LAYER_NOTE = (
-    "layer 20 of 30: the method.md §9 pilot found layers 12-24 transfer well once the attention "
-    "sink is left out of pooling; use --layer auto to choose on held-out source-side pairs"
+    "layer 15 of 30: what `safesteer layers` / --layer auto picks for SmolLM2-135M (best "
+    "cross-fitted AUROC of the source direction on held-out source-side train pairs; no target "
+    "data). Measured 2026-11-28 against layer 20 (the method.md §9 pilot's pick): at 15 the "
+    "source gate steers 97% of held-out unsafe prompts at 5% benign (93% at 7.7% for 20) and "
+    "MiniLM's best style-matched AUROC is 0.73 (0.65 for 20)"
 )
 DEFAULT_SOURCE = "smollm2-135m"
 DEFAULT_TARGETS: tuple[str, ...] = ("gemma3-270m", "minilm-l6")
