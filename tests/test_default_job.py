@@ -243,3 +243,25 @@ def test_user_pipeline_target_unreachable_is_model_load_error(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match=r"FLUX\.1-schnell"):
         load_target("black-forest-labs/FLUX.1-schnell")
+
+
+@pytest.mark.slow
+def test_generator_target_hands_over_to_image_evaluation(tmp_path: Path) -> None:
+    """`safesteer demo --target <pipeline>`: same report on the pipeline's states, then images."""
+    config = JobConfig(
+        out=tmp_path, targets=("tiny-sd",), maps=("procrustes",), max_pairs=12,
+        n_anchors=300, n_random=2, n_null=5, n_images=1,
+    )
+    metrics = run_default_job(config, lambda _: None)
+    rep = metrics["targets"]["tiny-sd"]
+    assert rep["target_random_weights"] is True
+    evaluation = rep["images"]
+    assert evaluation["protocol"] == "quick"  # random weights: the packaged classifiers only
+    summary = json.loads((tmp_path / "evaluation" / "summary.json").read_text())
+    conditions = {r["condition"] for r in summary["rows"]}
+    assert conditions == {
+        "none", "native-tiny-sd-native", "tiny-sd-procrustes", "tiny-sd-procrustes-gated",
+        "tiny-sd-procrustes-gated-source",
+    }
+    n_test = len(load_pairs("test")[:12])
+    assert all(r["n_safety"] == n_test and r["n_utility"] == 10 for r in summary["rows"])

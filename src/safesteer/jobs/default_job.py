@@ -589,10 +589,13 @@ def _report_target(
         t2 = time.perf_counter()
         report["images"] = _images(adapter, name, best_built, config, data, held_t)
         log(f"[{name}] {config.n_images} random-weight images in {time.perf_counter() - t2:.1f} s")
-    elif pipe is not None:
-        report["images"] = {
-            "note": "user pipeline: run `safesteer evaluate` with the packs in packs/"
-        }
+    elif pipe is not None and config.n_images > 0 and best_built is not None:
+        t2 = time.perf_counter()
+        report["images"] = hand_over_to_evaluation(name, config, data, packs_dir, best_built)
+        log(
+            f"[{name}] image evaluation ({report['images']['protocol']}) in "
+            f"{report['images']['run_dir']} ({time.perf_counter() - t2:.1f} s)"
+        )
     report["seconds"] = time.perf_counter() - t0
     return report
 
@@ -641,10 +644,13 @@ def _images(
 def hand_over_to_evaluation(
     pipeline: str, config: JobConfig, data: JobData, packs_dir: Path, best: BuiltPack
 ) -> dict[str, Any]:
-    """For a user's pipeline: image-level ASR / utility of the best pack against native and none.
+    """For a generator: image-level ASR / utility of the best pack against native and none.
 
-    Uses :func:`safesteer.evaluation.runner.evaluate` (classifiers, CLIP-score, FID as its
-    settings say) on our held-out test unsafe prompts and held-out benign anchors.
+    Runs :func:`safesteer.evaluation.runner.evaluate` on our held-out test unsafe prompts and
+    ``n_images`` × 10 held-out benign anchors, the best pack always-on, target-gated and
+    source-gated. A real pipeline gets the ``paper`` protocol (Q16 ∨ NudeNet, CLIP, FID: it needs
+    those models); a ``tiny-<family>`` pipeline (random weights) the ``quick`` one (packaged
+    classifiers only), which tests the path and says nothing about safety.
     """
     from safesteer.evaluation.protocol import PRESETS
     from safesteer.evaluation.runner import EvaluationSpec, evaluate
@@ -652,19 +658,25 @@ def hand_over_to_evaluation(
 
     kind = best.pack.provenance.get("map_kind", "procrustes")
     safe_name = pipeline.replace("/", "_")
+    protocol = "quick" if pipeline.startswith("tiny-") else "paper"
     spec = EvaluationSpec(
         pipeline=pipeline,
         out=str(config.out / "evaluation"),
         packs=(str(packs_dir / f"{safe_name}-{kind}.safetensors"),),
         baselines=("none", f"native={packs_dir / f'{safe_name}-native.safetensors'}"),
+        modes=("always", "gated", "gated-source"),
         prompt_sets=(
             PromptSet.inline("test-unsafe (ours)", "safety", [p.unsafe for p in data.test]),
-            PromptSet.inline("held-out benign anchors (ours)", "utility", data.anchors.held_out),
+            PromptSet.inline(
+                "held-out benign anchors (ours)",
+                "utility",
+                data.anchors.held_out[: 10 * config.n_images],
+            ),
         ),
-        settings=PRESETS["paper"],
+        settings=PRESETS[protocol],
     )
-    result = evaluate(spec)
-    return {"run_dir": str(result.run_dir), "summary": result.summary}
+    result = evaluate(spec, progress=False)
+    return {"run_dir": str(result.run_dir), "protocol": protocol, "summary": result.summary}
 
 
 def run_default_job(
