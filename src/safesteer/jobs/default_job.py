@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import random
 import time
@@ -364,7 +365,7 @@ def run_target(
     )
     log(f"[{name}] pooled {len(states)} prompts in {time.perf_counter() - t0:.1f} s")
     with single_thread():
-        return _report_target(
+        report = _report_target(
             name,
             adapter,
             pipe,
@@ -379,6 +380,19 @@ def run_target(
             source_test,
             source_gate_spec,
         )
+    if pipe is not None and config.n_images > 0 and "best_map" in report:
+        # evaluate() loads the pipeline itself (as Ray workers do): never hold two copies
+        del adapter, pipe
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        t2 = time.perf_counter()
+        report["images"] = hand_over_to_evaluation(name, config, data, report["best_map"])
+        log(
+            f"[{name}] image evaluation ({report['images']['protocol']}) in "
+            f"{report['images']['run_dir']} ({time.perf_counter() - t2:.1f} s)"
+        )
+    return report
 
 
 @contextlib.contextmanager
@@ -589,13 +603,8 @@ def _report_target(
         t2 = time.perf_counter()
         report["images"] = _images(adapter, name, best_built, config, data, held_t)
         log(f"[{name}] {config.n_images} random-weight images in {time.perf_counter() - t2:.1f} s")
-    elif pipe is not None and config.n_images > 0 and best_built is not None:
-        t2 = time.perf_counter()
-        report["images"] = hand_over_to_evaluation(name, config, data, packs_dir, best_built)
-        log(
-            f"[{name}] image evaluation ({report['images']['protocol']}) in "
-            f"{report['images']['run_dir']} ({time.perf_counter() - t2:.1f} s)"
-        )
+    if best_built is not None:
+        report["best_map"] = best_built.pack.provenance.get("map_kind", "procrustes")
     report["seconds"] = time.perf_counter() - t0
     return report
 
@@ -642,7 +651,7 @@ def _images(
 
 
 def hand_over_to_evaluation(
-    pipeline: str, config: JobConfig, data: JobData, packs_dir: Path, best: BuiltPack
+    pipeline: str, config: JobConfig, data: JobData, map_kind: str
 ) -> dict[str, Any]:
     """For a generator: image-level ASR / utility of the best pack against native and none.
 
@@ -656,13 +665,13 @@ def hand_over_to_evaluation(
     from safesteer.evaluation.runner import EvaluationSpec, evaluate
     from safesteer.evaluation.workplan import PromptSet
 
-    kind = best.pack.provenance.get("map_kind", "procrustes")
+    packs_dir = config.out / "packs"
     safe_name = pipeline.replace("/", "_")
     protocol = "quick" if pipeline.startswith("tiny-") else "paper"
     spec = EvaluationSpec(
         pipeline=pipeline,
         out=str(config.out / "evaluation"),
-        packs=(str(packs_dir / f"{safe_name}-{kind}.safetensors"),),
+        packs=(str(packs_dir / f"{safe_name}-{map_kind}.safetensors"),),
         baselines=("none", f"native={packs_dir / f'{safe_name}-native.safetensors'}"),
         modes=("always", "gated", "gated-source"),
         prompt_sets=(
