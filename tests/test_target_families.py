@@ -9,8 +9,9 @@ Family-specific checks follow at the end.
 from __future__ import annotations
 
 import pytest
-import targets_checks as tc
 import torch
+
+import targets_checks as tc
 from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 
 # family spec, adapter class, conditioning space, tiny dim
