@@ -24,12 +24,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +38,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from safesteer._version import __version__
+from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import PackError
 from safesteer.maths.gating import Gate, GateDecision
 from safesteer.maths.steering import combine_directions
@@ -323,20 +321,7 @@ class SafetyPack:
                 f"lists and dicts without NaN ({exc})",
                 hint="convert tensors and paths to plain values",
             ) from exc
-        data = st_save(self._tensors(), metadata={_META_KEY: meta_json})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_bytes_atomic(path, st_save(self._tensors(), metadata={_META_KEY: meta_json}))
 
     @classmethod
     def load(cls, path: str | Path) -> SafetyPack:

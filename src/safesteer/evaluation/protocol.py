@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from safesteer.atomic import write_json_atomic
 from safesteer.errors import InputError
 from safesteer.evaluation import nudenet as _nudenet
 from safesteer.evaluation.clip import DEFAULT_CLIP_MODEL
@@ -143,9 +144,7 @@ class ProtocolRecord:
         return parts
 
     def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return p
+        return write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | Path) -> ProtocolRecord:

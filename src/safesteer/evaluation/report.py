@@ -22,9 +22,10 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import InputError
 from safesteer.evaluation.protocol import ProtocolRecord
-from safesteer.evaluation.store import ResultsStore, write_bytes_atomic
+from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.summary import summarize
 
 THUMB = 96

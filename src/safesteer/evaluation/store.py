@@ -19,18 +19,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import InputError
 from safesteer.evaluation.protocol import ProtocolRecord
 
@@ -44,32 +43,6 @@ def item_id(condition: str, alpha: float, prompt_set: str, prompt_index: int, im
     """Deterministic id: first 16 hex of sha256 over the item's defining fields."""
     key = f"{condition}|{float(alpha)!r}|{prompt_set}|{prompt_index}|{image_index}|{seed}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem allows opening a folder
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safesteer.atomic import write_json_atomic
 from safesteer.errors import InputError
 from safesteer.jobs import transfer_report as tr
 from safesteer.jobs.build import (
@@ -816,7 +816,7 @@ def run_default_job(
         )
     metrics["summary"] = summarise(metrics, config)
     metrics["seconds"] = time.perf_counter() - t0
-    (config.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json_atomic(config.out / "metrics.json", metrics, default=float)
     try:
         from safesteer.jobs.page import write_page
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safesteer.atomic import write_text_atomic
 from safesteer.jobs.plots import JUDGE, MODES, write_plots
 
 
@@ -146,5 +147,5 @@ def write_page(metrics: dict[str, Any], out: Path) -> Path:
         f"{sections}<h2>Provenance</h2><pre>{prov}</pre>"
     )
     path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
+    write_text_atomic(path, page)
     return path

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 from torch import Tensor
+
+from safesteer.atomic import write_bytes_atomic
 
 
 def text_key(text: str) -> str:
@@ -82,15 +82,9 @@ class StateCache:
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"keys": json.dumps(keys), "model_id": self.model_id, "settings": self.settings,
                 "layer": str(layer)}
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
-            save_file({"pooled": pooled.detach().to("cpu", torch.float32).contiguous()}, tmp,
-                      metadata=meta)
-            os.replace(tmp, folder / f"{uuid.uuid4().hex}.safetensors")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        data = st_save({"pooled": pooled.detach().to("cpu", torch.float32).contiguous()},
+                       metadata=meta)
+        write_bytes_atomic(folder / f"{uuid.uuid4().hex}.safetensors", data)
         index = self._index(layer)
         index.update(zip(keys, pooled.detach().to("cpu", torch.float32).clone(), strict=True))
 

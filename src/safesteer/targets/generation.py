@@ -14,9 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from safesteer.atomic import write_bytes_atomic, write_json_atomic
 from safesteer.errors import InputError
 from safesteer.pack import SafetyPack
 from safesteer.targets.attach import attach, detach, last_steering
@@ -46,19 +45,9 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     pixels = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def generate_to_folder(
@@ -190,5 +179,5 @@ def generate_to_folder(
         "items": items,
         "environment": environment_record(),
     }
-    write_json_atomic(record, out / "generate.json")
+    write_json_atomic(out / "generate.json", record)
     return record

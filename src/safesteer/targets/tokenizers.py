@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from safesteer.atomic import write_text_atomic
 from safesteer.errors import ModelLoadError
 
 CLIP_BOS, CLIP_EOS = 49406, 49407
@@ -64,13 +65,6 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _clip_merges() -> list[str]:
     bpe = (
         _package_dir("open_clip", "open-clip-torch==3.3.0 --no-deps")
@@ -91,8 +85,8 @@ def _clip_files() -> Path:
     vocab_list = units + [u + "</w>" for u in units] + ["".join(m.split()) for m in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
-    _write_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
-    _write_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    write_text_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    write_text_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     return folder
 
 
