@@ -94,8 +94,44 @@ def informative_dims(states: Tensor, ratio: float = NEAR_CONSTANT_RATIO) -> Tens
     return std > ratio * std.median().clamp_min(1e-30)
 
 
+class _LogisticProbe:
+    """Shared fit / predict of the judges: ``p(unsafe | h) = σ(wᵀ φ(h) + b)``.
+
+    Subclasses define the features φ: ``_fit_features(x)`` learns them from the training
+    states, ``_features(pooled)`` applies them.
+    """
+
+    l2: float
+    threshold: float
+    coef_: Tensor
+    intercept_: float
+
+    def _fit_features(self, x: Tensor) -> None:
+        raise NotImplementedError
+
+    def _features(self, pooled: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def fit(self, safe: Tensor, unsafe: Tensor) -> Self:
+        """Fit on safe (label 0) and unsafe (label 1) pooled states."""
+        _check_training_data(safe, unsafe)
+        x = torch.cat([safe, unsafe]).float()
+        y = torch.cat([torch.zeros(len(safe)), torch.ones(len(unsafe))])
+        self._fit_features(x)
+        self.coef_, self.intercept_ = fit_logistic(self._features(x), y, self.l2)
+        return self
+
+    def unsafe_probability(self, pooled: Tensor) -> Tensor:
+        """``σ(wᵀ φ(h) + b)`` for each row of ``pooled`` [B, D] → [B]."""
+        return torch.sigmoid(self._features(pooled) @ self.coef_ + self.intercept_)
+
+    def is_unsafe(self, pooled: Tensor) -> Tensor:
+        """Bool [B]: probability above the threshold."""
+        return self.unsafe_probability(pooled) > self.threshold
+
+
 @dataclass
-class LinearProbeJudge:
+class LinearProbeJudge(_LogisticProbe):
     """Logistic regression on standardised states, near-constant dimensions dropped.
 
     ``p(unsafe | h) = σ(wᵀ ((h − μ) / s)[kept] + b)``; unsafe when ``p > threshold``.
@@ -114,24 +150,10 @@ class LinearProbeJudge:
     def _features(self, pooled: Tensor) -> Tensor:
         return ((pooled.float() - self.mean_) / self.scale_)[:, self.kept_]
 
-    def fit(self, safe: Tensor, unsafe: Tensor) -> Self:
-        """Fit on safe (label 0) and unsafe (label 1) pooled states."""
-        _check_training_data(safe, unsafe)
-        x = torch.cat([safe, unsafe]).float()
-        y = torch.cat([torch.zeros(len(safe)), torch.ones(len(unsafe))])
+    def _fit_features(self, x: Tensor) -> None:
         self.kept_ = informative_dims(x, self.near_constant_ratio)
         self.mean_ = x.mean(dim=0)
         self.scale_ = x.std(dim=0).clamp_min(1e-12)
-        self.coef_, self.intercept_ = fit_logistic(self._features(x), y, self.l2)
-        return self
-
-    def unsafe_probability(self, pooled: Tensor) -> Tensor:
-        """``σ(wᵀ z + b)`` for each row of ``pooled`` [B, D] → [B]."""
-        return torch.sigmoid(self._features(pooled) @ self.coef_ + self.intercept_)
-
-    def is_unsafe(self, pooled: Tensor) -> Tensor:
-        """Bool [B]: probability above the threshold."""
-        return self.unsafe_probability(pooled) > self.threshold
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what the judge is and how it decides."""
@@ -147,7 +169,7 @@ class LinearProbeJudge:
 
 
 @dataclass
-class PCAProbeJudge:
+class PCAProbeJudge(_LogisticProbe):
     """Logistic regression on the top-k principal components of the training states.
 
     ``z = Vₖᵀ (h − μ) / σₖ`` (σₖ: the components' std), ``p(unsafe | h) = σ(wᵀ z + b)``.
@@ -166,11 +188,7 @@ class PCAProbeJudge:
     def _features(self, pooled: Tensor) -> Tensor:
         return ((pooled.float() - self.mean_) @ self.components_) / self.scale_
 
-    def fit(self, safe: Tensor, unsafe: Tensor) -> Self:
-        """Fit on safe (label 0) and unsafe (label 1) pooled states."""
-        _check_training_data(safe, unsafe)
-        x = torch.cat([safe, unsafe]).float()
-        y = torch.cat([torch.zeros(len(safe)), torch.ones(len(unsafe))])
+    def _fit_features(self, x: Tensor) -> None:
         self.mean_ = x.mean(dim=0)
         centred = (x - self.mean_).double()
         _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
@@ -178,16 +196,6 @@ class PCAProbeJudge:
         k = int(min(self.n_components, int((sing > sing[0] * 1e-6).sum())))
         self.components_ = vh[:k].T.contiguous().float()
         self.scale_ = (sing[:k] / (len(x) - 1) ** 0.5).float().clamp_min(1e-12)
-        self.coef_, self.intercept_ = fit_logistic(self._features(x), y, self.l2)
-        return self
-
-    def unsafe_probability(self, pooled: Tensor) -> Tensor:
-        """``σ(wᵀ z + b)`` for each row of ``pooled`` [B, D] → [B]."""
-        return torch.sigmoid(self._features(pooled) @ self.coef_ + self.intercept_)
-
-    def is_unsafe(self, pooled: Tensor) -> Tensor:
-        """Bool [B]: probability above the threshold."""
-        return self.unsafe_probability(pooled) > self.threshold
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what the judge is and how it decides."""
