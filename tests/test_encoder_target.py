@@ -116,3 +116,18 @@ def test_real_map_from_smollm2_to_minilm_steers_generation(tmp_path) -> None:
     shift = tc.branches(ENC, steer, 1)[0] - tc.branches(ENC, base, 1)[0]
     torch.testing.assert_close(shift[0], v_t.expand_as(shift[0]), rtol=1e-4, atol=1e-4)
     assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
+
+
+@pytest.mark.slow
+def test_causal_lm_target_skips_the_lm_head_with_the_same_states() -> None:
+    from safesteer.models import load_preset
+
+    loaded = load_preset("gemma3-270m")
+    target = EncoderTarget(loaded.model, loaded.tokenizer, name="gemma3-270m")
+    assert target.model is loaded.model.base_model  # no 262k-word LM head in the forward
+    enc = target.encode(["a red kite over a beach", "a cat"])
+    tok = loaded.tokenizer(["a red kite over a beach", "a cat"], padding="max_length",
+                           max_length=77, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        full = loaded.model(**tok, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(enc.states, full, rtol=1e-5, atol=1e-5)

@@ -132,13 +132,7 @@ def load_target(name: str) -> tuple[Any, Any]:
     if _is_preset(name):
         from safesteer.targets.encoder import EncoderTarget
 
-        adapter = EncoderTarget.from_preset(name)
-        # hidden_states come from the base model; skipping the LM head (262k-word vocabulary
-        # for Gemma) gives the same states for a fraction of the work
-        base = getattr(adapter.model, "base_model", None)
-        if base is not None and base is not adapter.model:
-            adapter.model = base
-        return adapter, None
+        return EncoderTarget.from_preset(name), None
     from safesteer.targets import load_pipeline
 
     pipe, pipe_adapter = load_pipeline(name)
