@@ -36,19 +36,28 @@ def main() -> None:
     torch.set_num_threads(1)
     image = Image.fromarray(skimage.data.astronaut())
     for clf in (NudeNetClassifier(), OpenNSFWClassifier()):
-        print(f"{clf.name:<10} {_ms(lambda c=clf: c.classify([image])):7.1f} ms/image "
-              f"(512x512 astronaut, median of 20, 1 torch thread)")
+        print(
+            f"{clf.name:<10} {_ms(lambda c=clf: c.classify([image])):7.1f} ms/image "
+            f"(512x512 astronaut, median of 20, 1 torch thread)"
+        )
     prompts = [f"a photo number {i}" for i in range(20)]
     with tempfile.TemporaryDirectory() as out:
-        spec = EvaluationSpec(pipeline="tiny-sd", out=out, baselines=("none",),
-                              prompt_sets=(PromptSet.inline("u", "utility", prompts),),
-                              settings=PRESETS["quick"], torch_threads=1)
+        spec = EvaluationSpec(
+            pipeline="tiny-sd",
+            out=out,
+            baselines=("none",),
+            prompt_sets=(PromptSet.inline("u", "utility", prompts),),
+            settings=PRESETS["quick"],
+            torch_threads=1,
+        )
         t = time.perf_counter()
         result = evaluate(spec, progress=False)
         total = time.perf_counter() - t
-        print(f"tiny-sd loop: {result.done_now} items in {total:.1f} s "
-              f"({1000 * total / result.done_now:.0f} ms/item incl. start-up; random weights; "
-              "generation + NudeNet + open_nsfw + atomic PNG + fsync'ed record)")
+        print(
+            f"tiny-sd loop: {result.done_now} items in {total:.1f} s "
+            f"({1000 * total / result.done_now:.0f} ms/item incl. start-up; random weights; "
+            "generation + NudeNet + open_nsfw + atomic PNG + fsync'ed record)"
+        )
 
 
 if __name__ == "__main__":

@@ -26,16 +26,22 @@ from safesteer.maths.pooling import robust_mean
 from safesteer.models import SourceReader, load_preset
 
 
-def naive(reader: SourceReader, module: torch.nn.Module, prompts: list[str], layer: int
-          ) -> torch.Tensor:
+def naive(
+    reader: SourceReader, module: torch.nn.Module, prompts: list[str], layer: int
+) -> torch.Tensor:
     tok = reader.tokenizer
     order = sorted(range(len(prompts)), key=lambda i: len(tok(prompts[i])["input_ids"]))
     out = torch.empty(len(prompts), reader.hidden_size)
     with torch.inference_mode():
         for s in range(0, len(order), reader.batch_size):
-            idx = order[s:s + reader.batch_size]
-            enc = tok([prompts[i] for i in idx], padding=True, return_tensors="pt",
-                      return_special_tokens_mask=True, padding_side="right")
+            idx = order[s : s + reader.batch_size]
+            enc = tok(
+                [prompts[i] for i in idx],
+                padding=True,
+                return_tensors="pt",
+                return_special_tokens_mask=True,
+                padding_side="right",
+            )
             special = enc.pop("special_tokens_mask").bool()
             hs = module(**enc, output_hidden_states=True, use_cache=False).hidden_states
             mask = enc["attention_mask"].bool() & ~special
@@ -51,8 +57,10 @@ def main() -> None:
     prompts = benign_anchors(args.n)
     loaded = load_preset("smollm2-135m")
     reader = SourceReader(loaded, cache=False, progress=False)
-    print(f"model: {loaded.model_id} (real weights, fp32); {args.n} prompts (ours); "
-          f"layer {args.layer} of {reader.num_layers}; torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {loaded.model_id} (real weights, fp32); {args.n} prompts (ours); "
+        f"layer {args.layer} of {reader.num_layers}; torch threads {torch.get_num_threads()}"
+    )
     reader.pooled(prompts[:64], args.layer)  # warm-up
 
     t = time.perf_counter()
@@ -80,10 +88,14 @@ def main() -> None:
     print(f"naive full forward (CausalLM, output_hidden_states): {t_naive:7.2f} s")
     print(f"naive full forward (base model, no LM head):          {t_base:7.2f} s")
     print(f"SourceReader early exit ({blocks} block calls):        {t_reader:7.2f} s")
-    print(f"speed-up vs naive: {t_naive / t_reader:.2f}x; vs base without head: "
-          f"{t_base / t_reader:.2f}x; max |diff| {diff:.1e}")
-    print(f"first run with cache writes: {t_fill:.2f} s; cached second run: {t_cached:.3f} s "
-          f"({t_reader / t_cached:.0f}x faster); identical: {bool(torch.equal(hit, got))}")
+    print(
+        f"speed-up vs naive: {t_naive / t_reader:.2f}x; vs base without head: "
+        f"{t_base / t_reader:.2f}x; max |diff| {diff:.1e}"
+    )
+    print(
+        f"first run with cache writes: {t_fill:.2f} s; cached second run: {t_cached:.3f} s "
+        f"({t_reader / t_cached:.0f}x faster); identical: {bool(torch.equal(hit, got))}"
+    )
 
 
 if __name__ == "__main__":

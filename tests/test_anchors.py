@@ -9,9 +9,38 @@ import pytest
 from safesteer.data import benign_anchors, load_pairs
 from safesteer.errors import InputError
 
-_STOP = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "with", "by", "from", "for", "his",
-         "her", "their", "its", "it", "is", "are", "as", "no", "off", "into", "onto", "each",
-         "other", "others", "every", "only"}
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "and",
+    "with",
+    "by",
+    "from",
+    "for",
+    "his",
+    "her",
+    "their",
+    "its",
+    "it",
+    "is",
+    "are",
+    "as",
+    "no",
+    "off",
+    "into",
+    "onto",
+    "each",
+    "other",
+    "others",
+    "every",
+    "only",
+}
 
 
 def _words(text: str) -> set[str]:

@@ -20,8 +20,11 @@ def test_writes_replace_and_create_folders(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "j.json", {"b": 1, "a": 2}, sort_keys=True)
     assert (tmp_path / "j.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
     assert json.loads((tmp_path / "j.json").read_text()) == {"a": 2, "b": 1}
-    assert sorted(q.name for q in tmp_path.rglob("*") if q.is_file()) == ["b.bin", "j.json",
-                                                                          "t.txt"]
+    assert sorted(q.name for q in tmp_path.rglob("*") if q.is_file()) == [
+        "b.bin",
+        "j.json",
+        "t.txt",
+    ]
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:

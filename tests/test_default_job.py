@@ -151,8 +151,9 @@ def test_gated_evaluation_leaves_unsteered_benign_bit_identical() -> None:
     d_src, d_tgt = 12, 8
     v_src = torch.zeros(d_src)
     v_src[0] = 1.0  # the source gate's safe side is +e0
-    gate = Gate(0.05, calibration_fraction=0.0).fit(torch.randn(400, d_src, generator=g),
-                                                    {"global": v_src})
+    gate = Gate(0.05, calibration_fraction=0.0).fit(
+        torch.randn(400, d_src, generator=g), {"global": v_src}
+    )
     unsafe_t, safe_t = torch.randn(40, d_tgt, generator=g) - 2, torch.randn(40, d_tgt, generator=g)
     benign_t = torch.randn(30, d_tgt, generator=g) + 1
     judges = {"linear-probe": LinearProbeJudge().fit(safe_t, unsafe_t)}
@@ -163,8 +164,9 @@ def test_gated_evaluation_leaves_unsteered_benign_bit_identical() -> None:
     quiet_benign = gate.centre_.expand(30, d_src).clone()  # at the benign centre: never steered
     decide_on = GateInputs(src_unsafe, torch.randn(40, d_src, generator=g), quiet_benign)
     v_t = torch.full((d_tgt,), 0.7)
-    curve, rates = gated_evaluation(v_t, gate, decide_on, test=test, easy_benign=benign_t,
-                                    judges=judges, alphas=(0.0, 2.0, 5.0))
+    curve, rates = gated_evaluation(
+        v_t, gate, decide_on, test=test, easy_benign=benign_t, judges=judges, alphas=(0.0, 2.0, 5.0)
+    )
     assert rates["benign_held_out_steered"] == 0.0 and rates["unsafe_test_steered"] == 0.75
     for row in curve:  # benign rows the gate left alone are bit-identical at every α
         assert row["benign_cosine"] == 1.0 and row["benign_shift_in_spread"] == 0.0
@@ -213,8 +215,15 @@ def test_demo_with_unreachable_user_models_is_a_clean_error(
     from safesteer.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here; fail fast and the same everywhere
-    args = ["demo", "--source", "meta-llama/Llama-3.1-8B",
-            "--target", "black-forest-labs/FLUX.1-schnell", "--out", str(tmp_path)]
+    args = [
+        "demo",
+        "--source",
+        "meta-llama/Llama-3.1-8B",
+        "--target",
+        "black-forest-labs/FLUX.1-schnell",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot load model 'meta-llama/Llama-3.1-8B'")
@@ -228,8 +237,19 @@ def test_build_command_rejects_bad_pairs_file(
 
     bad = tmp_path / "pairs.jsonl"
     bad.write_text("not json\n")
-    args = ["build", "--source", "smollm2-135m", "--layer", "20", "--target", "minilm-l6",
-            "--out", str(tmp_path / "p.safetensors"), "--pairs", str(bad)]
+    args = [
+        "build",
+        "--source",
+        "smollm2-135m",
+        "--layer",
+        "20",
+        "--target",
+        "minilm-l6",
+        "--out",
+        str(tmp_path / "p.safetensors"),
+        "--pairs",
+        str(bad),
+    ]
     assert main(args) == 2
     assert "pairs.jsonl:1 is not a pair" in capsys.readouterr().err
 
@@ -249,8 +269,14 @@ def test_user_pipeline_target_unreachable_is_model_load_error(
 def test_generator_target_hands_over_to_image_evaluation(tmp_path: Path) -> None:
     """`safesteer demo --target <pipeline>`: same report on the pipeline's states, then images."""
     config = JobConfig(
-        out=tmp_path, targets=("tiny-sd",), maps=("procrustes",), max_pairs=12,
-        n_anchors=300, n_random=2, n_null=5, n_images=1,
+        out=tmp_path,
+        targets=("tiny-sd",),
+        maps=("procrustes",),
+        max_pairs=12,
+        n_anchors=300,
+        n_random=2,
+        n_null=5,
+        n_images=1,
     )
     metrics = run_default_job(config, lambda _: None)
     rep = metrics["targets"]["tiny-sd"]
@@ -260,7 +286,10 @@ def test_generator_target_hands_over_to_image_evaluation(tmp_path: Path) -> None
     summary = json.loads((tmp_path / "evaluation" / "summary.json").read_text())
     conditions = {r["condition"] for r in summary["rows"]}
     assert conditions == {
-        "none", "native-tiny-sd-native", "tiny-sd-procrustes", "tiny-sd-procrustes-gated",
+        "none",
+        "native-tiny-sd-native",
+        "tiny-sd-procrustes",
+        "tiny-sd-procrustes-gated",
         "tiny-sd-procrustes-gated-source",
     }
     n_test = len(load_pairs("test")[:12])

@@ -126,8 +126,13 @@ def test_causal_lm_target_skips_the_lm_head_with_the_same_states() -> None:
     target = EncoderTarget(loaded.model, loaded.tokenizer, name="gemma3-270m")
     assert target.model is loaded.model.base_model  # no 262k-word LM head in the forward
     enc = target.encode(["a red kite over a beach", "a cat"])
-    tok = loaded.tokenizer(["a red kite over a beach", "a cat"], padding="max_length",
-                           max_length=77, truncation=True, return_tensors="pt")
+    tok = loaded.tokenizer(
+        ["a red kite over a beach", "a cat"],
+        padding="max_length",
+        max_length=77,
+        truncation=True,
+        return_tensors="pt",
+    )
     with torch.inference_mode():
         full = loaded.model(**tok, output_hidden_states=True).hidden_states[-1]
     torch.testing.assert_close(enc.states, full, rtol=1e-5, atol=1e-5)

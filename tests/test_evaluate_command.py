@@ -16,14 +16,36 @@ from PIL import Image
 from safesteer.cli import main
 
 # enough items that the kill lands mid-run even on a fast machine (~0.1 s per tiny item)
-PROMPTS = [f"a {colour} {thing}" for colour in ("red", "green", "blue", "white")
-           for thing in ("house", "dog", "bowl of fruit", "lake", "street", "bicycle")]
+PROMPTS = [
+    f"a {colour} {thing}"
+    for colour in ("red", "green", "blue", "white")
+    for thing in ("house", "dog", "bowl of fruit", "lake", "street", "bicycle")
+]
 
 
 def _args(prompts: Path, out: Path) -> list[str]:
-    return ["evaluate", "--pipeline", "tiny-sd", "--prompts", str(prompts), "--baseline", "none",
-            "--classifiers", "open_nsfw", "--clip-model", "none", "--fid-features", "none",
-            "--alphas", "0", "--out", str(out), "--no-progress", "--torch-threads", "1"]
+    return [
+        "evaluate",
+        "--pipeline",
+        "tiny-sd",
+        "--prompts",
+        str(prompts),
+        "--baseline",
+        "none",
+        "--classifiers",
+        "open_nsfw",
+        "--clip-model",
+        "none",
+        "--fid-features",
+        "none",
+        "--alphas",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--torch-threads",
+        "1",
+    ]
 
 
 def _state(run: Path) -> dict[str, bytes]:
@@ -52,8 +74,12 @@ def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path,
 
     run = tmp_path / "killed"
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "safesteer.cli", *_args(prompts, run)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safesteer.cli", *_args(prompts, run)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results = run / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -94,8 +120,13 @@ def test_paper_preset_with_random_stand_ins_records_the_protocol(tmp_path, capsy
     from safesteer.pack import SafetyPack
 
     v = torch.randn(32, generator=torch.Generator().manual_seed(0))
-    pack = SafetyPack(global_vector=v * 5 / v.norm(), category_vectors={}, target_id="tiny-sd",
-                      conditioning_space="sd/clip", calibration={"beta": 1.0})
+    pack = SafetyPack(
+        global_vector=v * 5 / v.norm(),
+        category_vectors={},
+        target_id="tiny-sd",
+        conditioning_space="sd/clip",
+        calibration={"beta": 1.0},
+    )
     pack_path = pack.save(tmp_path / "ours.safetensors")
     (tmp_path / "i2p.csv").write_text("prompt,categories\na nude person,sexual\n")
     (tmp_path / "safe.txt").write_text("a red house\na dog\n")
@@ -105,11 +136,36 @@ def test_paper_preset_with_random_stand_ins_records_the_protocol(tmp_path, capsy
     for i in range(2):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(ref / f"{i}.png")
     out = tmp_path / "run"
-    code = main(["evaluate", "--pipeline", "tiny-sd", "--protocol", "paper", "--pack",
-                 str(pack_path), "--baseline", "none", "--prompts", str(tmp_path / "i2p.csv"),
-                 "--utility-prompts", str(tmp_path / "safe.txt"), "--clip-model", "random",
-                 "--q16-prompts", "random", "--fid-features", "random", "--fid-reference",
-                 str(ref), "--out", str(out), "--no-progress", "--torch-threads", "1"])
+    code = main(
+        [
+            "evaluate",
+            "--pipeline",
+            "tiny-sd",
+            "--protocol",
+            "paper",
+            "--pack",
+            str(pack_path),
+            "--baseline",
+            "none",
+            "--prompts",
+            str(tmp_path / "i2p.csv"),
+            "--utility-prompts",
+            str(tmp_path / "safe.txt"),
+            "--clip-model",
+            "random",
+            "--q16-prompts",
+            "random",
+            "--fid-features",
+            "random",
+            "--fid-reference",
+            str(ref),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--torch-threads",
+            "1",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "preset: paper" in printed and "RANDOM WEIGHTS" in printed

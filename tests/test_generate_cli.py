@@ -143,8 +143,18 @@ def test_generate_with_the_source_gate(tmp_path: Path, capsys) -> None:
     prompts = ["a photo of a cat", "a red bicycle", "a bowl of soup", "a quiet harbour"]
     expected = with_gate.source_gate.decide(reader.pooled(prompts, layer)).steer.tolist()
     assert True in expected and False in expected  # the gate decides, it does not pass all
-    args = ["generate", "--pipeline", "tiny-sd", "--pack", str(pack), "--gated", "--gate",
-            "source", "--out", str(tmp_path / "o")]
+    args = [
+        "generate",
+        "--pipeline",
+        "tiny-sd",
+        "--pack",
+        str(pack),
+        "--gated",
+        "--gate",
+        "source",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     args += [a for p in prompts for a in ("--prompt", p)]
     assert main(args) == 0
     record = json.loads((tmp_path / "o" / "generate.json").read_text())

@@ -49,8 +49,12 @@ def test_folds_are_stratified_by_category() -> None:
 
 
 def test_best_layer_ranks_by_auroc_then_pair_accuracy_then_depth() -> None:
-    scores = [LayerScore(3, 0.9, 0.8, 1.0, 10), LayerScore(5, 0.95, 0.8, 1.0, 10),
-              LayerScore(6, 0.95, 0.9, 1.0, 10), LayerScore(8, 0.95, 0.9, 1.0, 10)]
+    scores = [
+        LayerScore(3, 0.9, 0.8, 1.0, 10),
+        LayerScore(5, 0.95, 0.8, 1.0, 10),
+        LayerScore(6, 0.95, 0.9, 1.0, 10),
+        LayerScore(8, 0.95, 0.9, 1.0, 10),
+    ]
     assert best_layer(scores).layer == 6
     with pytest.raises(InputError):
         best_layer([])
@@ -73,7 +77,8 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_layers_command_prints_every_layer_and_the_auto_choice(
-        shared_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["layers", "--source", "smollm2-135m"]) == 0
     out = capsys.readouterr().out
     print(out)

@@ -12,22 +12,31 @@ import pytest
 from safesteer.data import PromptRecord, guess_format, load_prompts
 from safesteer.errors import InputError
 
-I2P_HEADER = ("prompt,categories,hard,inappropriate_percentage,nudity_percentage,lexica_url,"
-              "sd_safety_percentage,prompt_toxicity,evaluation_seed,evaluation_guidance,"
-              "sd_image_width,sd_image_height,sd_model\n")
+I2P_HEADER = (
+    "prompt,categories,hard,inappropriate_percentage,nudity_percentage,lexica_url,"
+    "sd_safety_percentage,prompt_toxicity,evaluation_seed,evaluation_guidance,"
+    "sd_image_width,sd_image_height,sd_model\n"
+)
 
 
 def test_i2p_csv_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "i2p.csv"
-    path.write_text(I2P_HEADER
-                    + '"a castle, at dusk","violence,shocking",1,40.0,0.0,u,10,0.1,1234,7.5,512,'
-                      '768,1.4\n'
-                    + "a quiet lake,,0,0,0,u,0,0.0,99,7,512,512,1.4\n", encoding="utf-8")
+    path.write_text(
+        I2P_HEADER + '"a castle, at dusk","violence,shocking",1,40.0,0.0,u,10,0.1,1234,7.5,512,'
+        "768,1.4\n" + "a quiet lake,,0,0,0,u,0,0.0,99,7,512,512,1.4\n",
+        encoding="utf-8",
+    )
     assert guess_format(path) == "i2p"
     records = load_prompts(path)
     assert records[0] == PromptRecord(
-        prompt="a castle, at dusk", categories=("violence", "shocking"), seed=1234, guidance=7.5,
-        width=512, height=768, extra=records[0].extra)
+        prompt="a castle, at dusk",
+        categories=("violence", "shocking"),
+        seed=1234,
+        guidance=7.5,
+        width=512,
+        height=768,
+        extra=records[0].extra,
+    )
     assert records[0].extra["sd_model"] == "1.4"
     assert records[1].categories == () and records[1].seed == 99 and records[1].guidance == 7.0
 
@@ -50,10 +59,12 @@ def test_text_jsonl_and_parquet_round_trip(tmp_path: Path) -> None:
     parquet = tmp_path / "p.parquet"
     pd.DataFrame({"prompt": prompts, "guidance": [1.5, 2.5, 3.5]}).to_parquet(parquet)
     assert [r.prompt for r in load_prompts(txt)] == prompts
-    assert [(r.prompt, r.seed) for r in load_prompts(jsonl)] == list(zip(prompts, [0, 1, 2],
-                                                                          strict=True))
+    assert [(r.prompt, r.seed) for r in load_prompts(jsonl)] == list(
+        zip(prompts, [0, 1, 2], strict=True)
+    )
     assert [(r.prompt, r.guidance) for r in load_prompts(parquet)] == list(
-        zip(prompts, [1.5, 2.5, 3.5], strict=True))
+        zip(prompts, [1.5, 2.5, 3.5], strict=True)
+    )
 
 
 def test_column_override_and_missing_column_names_the_columns(tmp_path: Path) -> None:
@@ -98,8 +109,9 @@ def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
         load_prompts(tmp_path / "p.txt", fmt="xlsx")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("datasets") is not None,
-                    reason="`datasets` is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is not None, reason="`datasets` is installed"
+)
 def test_hf_without_datasets_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="datasets") as info:
         load_prompts("hf:AIML-TUDA/i2p")
@@ -111,7 +123,8 @@ def test_hf_without_datasets_says_how_to_install(tmp_path: Path) -> None:
 def test_hf_load_from_disk_round_trip(tmp_path: Path) -> None:
     import datasets
 
-    datasets.Dataset.from_dict({"prompt": ["a kite", "a lake"], "categories": ["", "hate"]}
-                               ).save_to_disk(str(tmp_path / "ds"))
+    datasets.Dataset.from_dict(
+        {"prompt": ["a kite", "a lake"], "categories": ["", "hate"]}
+    ).save_to_disk(str(tmp_path / "ds"))
     records = load_prompts(tmp_path / "ds")
     assert [(r.prompt, r.categories) for r in records] == [("a kite", ()), ("a lake", ("hate",))]

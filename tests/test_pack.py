@@ -232,15 +232,29 @@ def test_pack_without_source_gate_loads(tmp_path: Path) -> None:
 def test_source_gate_needs_its_spec_and_consistent_dims(tmp_path: Path) -> None:
     pack = _source_gated()
     with pytest.raises(PackError, match="go together"):
-        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
-                   source_gate=pack.source_gate)
+        SafetyPack(
+            pack.global_vector, pack.category_vectors, "t", "s", {}, source_gate=pack.source_gate
+        )
     with pytest.raises(PackError, match="lacks"):
-        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
-                   source_gate=pack.source_gate, source_gate_spec={"model_id": "m"})
+        SafetyPack(
+            pack.global_vector,
+            pack.category_vectors,
+            "t",
+            "s",
+            {},
+            source_gate=pack.source_gate,
+            source_gate_spec={"model_id": "m"},
+        )
     with pytest.raises(PackError, match="dim 12 but its spec says 7"):
-        SafetyPack(pack.global_vector, pack.category_vectors, "t", "s", {},
-                   source_gate=pack.source_gate,
-                   source_gate_spec={**pack.source_gate_spec, "dim": 7})
+        SafetyPack(
+            pack.global_vector,
+            pack.category_vectors,
+            "t",
+            "s",
+            {},
+            source_gate=pack.source_gate,
+            source_gate_spec={**pack.source_gate_spec, "dim": 7},
+        )
     tensors, meta = dict(pack._tensors()), pack.metadata()
     tensors["source_gate/centre"] = torch.ones(13)
     meta["tensor_sha256"] = tensor_sha256(tensors)

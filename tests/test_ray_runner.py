@@ -27,9 +27,12 @@ def test_split_by_prompt_keeps_every_item_once_and_groups_prompts():
 def test_local_ray_cluster_matches_a_local_run_and_resumes(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is the optional [ray] extra")
     spec = EvaluationSpec(
-        pipeline="tiny-sd", out=str(tmp_path / "local"), baselines=("none",),
+        pipeline="tiny-sd",
+        out=str(tmp_path / "local"),
+        baselines=("none",),
         prompt_sets=(PromptSet.inline("u", "utility", ["a red house", "a dog", "a lake"]),),
-        settings=PRESETS["quick"].replace(classifiers=("open_nsfw",)), torch_threads=1,
+        settings=PRESETS["quick"].replace(classifiers=("open_nsfw",)),
+        torch_threads=1,
     )
     local = evaluate(spec, progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

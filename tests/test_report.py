@@ -24,13 +24,24 @@ def _run(tmp_path: Path) -> Path:
     store = ResultsStore(tmp_path / "run")
     protocol = ProtocolRecord(
         pipeline={"id": "tiny-sd", "random_weights": True, "call": {"num_inference_steps": 2}},
-        conditions=[{"name": n, "kind": k} for n, k in
-                    (("none", "none"), ("ours", "pack"), ("random-ours", "random"))],
-        prompt_sets=[{"name": "i2p", "role": "safety", "n": 4, "source": "i2p.csv"},
-                     {"name": "safe", "role": "utility", "n": 2, "source": "safe.txt"}],
+        conditions=[
+            {"name": n, "kind": k}
+            for n, k in (("none", "none"), ("ours", "pack"), ("random-ours", "random"))
+        ],
+        prompt_sets=[
+            {"name": "i2p", "role": "safety", "n": 4, "source": "i2p.csv"},
+            {"name": "safe", "role": "utility", "n": 2, "source": "safe.txt"},
+        ],
         settings=dataclasses.asdict(EvaluationSettings(alphas=(0.0, 3.0, 5.0))),
-        classifiers=[{"name": "nudenet", "package": "nudenet==3.4.2", "labels": ["X"],
-                      "threshold": 0.6, "random_weights": False}],
+        classifiers=[
+            {
+                "name": "nudenet",
+                "package": "nudenet==3.4.2",
+                "labels": ["X"],
+                "threshold": 0.6,
+                "random_weights": False,
+            }
+        ],
         clip_score={"model": "random-clip", "scale": 1.0, "random_weights": True},
         asr_rule="flagged by any of: nudenet",
     )
@@ -46,15 +57,26 @@ def _run(tmp_path: Path) -> Path:
                 pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
                 store.write_image(rel, Image.fromarray(pixels))
                 flagged = role == "safety" and i < n_flag
-                store.append({
-                    "id": rid, "condition": cond, "alpha": alpha, "prompt_set": role,
-                    "role": role, "prompt_index": i, "prompt": f"prompt {i}",
-                    "categories": ["sexual"] if i % 2 == 0 else ["hate"], "image_index": 0,
-                    "seed": i, "files": [rel], "flagged": flagged,
-                    "verdicts": {"nudenet": {"score": 0.9 if flagged else 0.1,
-                                             "flagged": flagged}},
-                    "clip_score": 0.3 - 0.01 * alpha if role == "utility" else None,
-                })
+                store.append(
+                    {
+                        "id": rid,
+                        "condition": cond,
+                        "alpha": alpha,
+                        "prompt_set": role,
+                        "role": role,
+                        "prompt_index": i,
+                        "prompt": f"prompt {i}",
+                        "categories": ["sexual"] if i % 2 == 0 else ["hate"],
+                        "image_index": 0,
+                        "seed": i,
+                        "files": [rel],
+                        "flagged": flagged,
+                        "verdicts": {
+                            "nudenet": {"score": 0.9 if flagged else 0.1, "flagged": flagged}
+                        },
+                        "clip_score": 0.3 - 0.01 * alpha if role == "utility" else None,
+                    }
+                )
     return store.run_dir
 
 
@@ -93,11 +115,24 @@ def test_page_renders_in_headless_chromium(tmp_path):
     page = render_report(_run(tmp_path))
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-         "--window-size=1200,1600", page.resolve().as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     img = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert img.shape == (1600, 1200, 3)
@@ -105,6 +140,9 @@ def test_page_renders_in_headless_chromium(tmp_path):
     red = (np.abs(img[..., 0] - 176) < 20) & (img[..., 1] < 30) & (np.abs(img[..., 2] - 32) < 25)
     assert red[:300].sum() > 5000  # the random-weights banner near the top
     # a plot: matplotlib's default blue bars (#1f77b4) somewhere on the page
-    blue = (np.abs(img[..., 0] - 31) < 12) & (np.abs(img[..., 1] - 119) < 12) & \
-           (np.abs(img[..., 2] - 180) < 12)
+    blue = (
+        (np.abs(img[..., 0] - 31) < 12)
+        & (np.abs(img[..., 1] - 119) < 12)
+        & (np.abs(img[..., 2] - 180) < 12)
+    )
     assert blue.sum() > 500

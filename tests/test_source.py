@@ -42,8 +42,13 @@ class BlockCounter:
 
 
 def full_forward_pooled(reader: SourceReader, prompts: list[str], layer: int) -> torch.Tensor:
-    enc = reader.tokenizer(prompts, padding=True, return_tensors="pt", padding_side="right",
-                           return_special_tokens_mask=True)
+    enc = reader.tokenizer(
+        prompts,
+        padding=True,
+        return_tensors="pt",
+        padding_side="right",
+        return_special_tokens_mask=True,
+    )
     special = enc.pop("special_tokens_mask").bool()
     special |= torch.isin(enc["input_ids"], torch.tensor(reader.tokenizer.all_special_ids))
     with torch.inference_mode():
@@ -70,8 +75,9 @@ def cached_reader(smollm2: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", [0, 1, 15, -1, -16])
-def test_layer_equals_full_forward_slice_with_fewer_blocks(reader: SourceReader,
-                                                           layer: int) -> None:
+def test_layer_equals_full_forward_slice_with_fewer_blocks(
+    reader: SourceReader, layer: int
+) -> None:
     counter = BlockCounter(reader)
     try:
         got = reader.pooled(PROMPTS, layer)
@@ -107,7 +113,8 @@ def test_padding_does_not_change_a_prompts_state(reader: SourceReader) -> None:
 
 @pytest.mark.slow
 def test_cache_returns_identical_tensors_without_running_the_model(
-        smollm2: LoadedModel, tmp_path: Path) -> None:
+    smollm2: LoadedModel, tmp_path: Path
+) -> None:
     first = SourceReader(smollm2, cache=tmp_path, progress=False).pooled_layers(PROMPTS, [15, 20])
     second_reader = SourceReader(smollm2, cache=tmp_path, progress=False)
     counter = BlockCounter(second_reader)
@@ -136,9 +143,11 @@ def test_attention_sink_is_detected_and_excluded(smollm2: LoadedModel) -> None:
         safe = r.pooled([p.safe for p in pairs], 15)
         unsafe = r.pooled([p.unsafe for p in pairs], 15)
         norms[name] = float((safe - unsafe).mean(dim=0).norm())
-    print(f"\nSmolLM2-135M (real weights) layer 15, {len(pairs)} train pairs (ours): "
-          f"|v_s| with first-token sink {norms['with sink']:.1f}, "
-          f"without {norms['without sink']:.1f}")
+    print(
+        f"\nSmolLM2-135M (real weights) layer 15, {len(pairs)} train pairs (ours): "
+        f"|v_s| with first-token sink {norms['with sink']:.1f}, "
+        f"without {norms['without sink']:.1f}"
+    )
     dropped = robust.exclusions[15]
     # the sink is the first token of (nearly) every prompt, and nothing else is dropped
     assert set(dropped) == {0}
@@ -151,16 +160,20 @@ def test_train_direction_separates_held_out_test_pairs(cached_reader: SourceRead
     reader = cached_reader
     train, test = load_pairs("train"), load_pairs("test")
     layer = 15
-    v = (reader.pooled([p.safe for p in train], layer)
-         - reader.pooled([p.unsafe for p in train], layer)).mean(dim=0)
+    v = (
+        reader.pooled([p.safe for p in train], layer)
+        - reader.pooled([p.unsafe for p in train], layer)
+    ).mean(dim=0)
     u = v / v.norm()
     safe = reader.pooled([p.safe for p in test], layer) @ u
     unsafe = reader.pooled([p.unsafe for p in test], layer) @ u
     score = auroc(safe, unsafe)
     accuracy = float((safe > unsafe).float().mean())
-    print(f"\nSmolLM2-135M (real weights) layer {layer}: train direction ({len(train)} pairs) on "
-          f"{len(test)} held-out test pairs (ours): AUROC {score:.3f}, pair accuracy "
-          f"{accuracy:.3f}")
+    print(
+        f"\nSmolLM2-135M (real weights) layer {layer}: train direction ({len(train)} pairs) on "
+        f"{len(test)} held-out test pairs (ours): AUROC {score:.3f}, pair accuracy "
+        f"{accuracy:.3f}"
+    )
     assert score > 0.75
     assert accuracy > 0.75
 
@@ -218,20 +231,40 @@ def test_gemma3_sliding_window_masks_survive_the_early_exit(gemma_tokenizer: obj
     def tiny(window: int) -> Gemma3ForCausalLM:
         torch.manual_seed(0)
         config = Gemma3TextConfig(
-            vocab_size=len(gemma_tokenizer), hidden_size=32, intermediate_size=64,  # type: ignore[arg-type]
-            num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-            sliding_window=window, max_position_embeddings=128,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention",
-                         "full_attention"])
+            vocab_size=len(gemma_tokenizer),
+            hidden_size=32,
+            intermediate_size=64,  # type: ignore[arg-type]
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            sliding_window=window,
+            max_position_embeddings=128,
+            layer_types=[
+                "sliding_attention",
+                "full_attention",
+                "sliding_attention",
+                "full_attention",
+            ],
+        )
         return Gemma3ForCausalLM(config).eval()
 
-    narrow = SourceReader(LoadedModel(tiny(2), gemma_tokenizer, "tiny-gemma3-w2", "causal-lm"),
-                          cache=False, outlier_ratio=None, progress=False)
-    wide = SourceReader(LoadedModel(tiny(64), gemma_tokenizer, "tiny-gemma3-w64", "causal-lm"),
-                        cache=False, outlier_ratio=None, progress=False)
+    narrow = SourceReader(
+        LoadedModel(tiny(2), gemma_tokenizer, "tiny-gemma3-w2", "causal-lm"),
+        cache=False,
+        outlier_ratio=None,
+        progress=False,
+    )
+    wide = SourceReader(
+        LoadedModel(tiny(64), gemma_tokenizer, "tiny-gemma3-w64", "causal-lm"),
+        cache=False,
+        outlier_ratio=None,
+        progress=False,
+    )
     for layer in (1, 3):
         got = narrow.pooled(PROMPTS, layer)
-        torch.testing.assert_close(got, full_forward_pooled(narrow, PROMPTS, layer),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            got, full_forward_pooled(narrow, PROMPTS, layer), atol=1e-5, rtol=1e-5
+        )
     # the window really shapes the states (random weights): so the check above is not vacuous
     assert not torch.allclose(narrow.pooled(PROMPTS, 3), wide.pooled(PROMPTS, 3), atol=1e-4)

@@ -17,20 +17,43 @@ from targets_checks import one_torch_thread  # noqa: F401 - autouse fixture
 # family spec, adapter class, conditioning space, tiny dim
 FAMILIES = {
     "sd": (tc.Family("sd", "cat", {"guidance_scale": 7.5}), "SDAdapter", "sd/clip", 32),
-    "sdxl": (tc.Family("sdxl", "cat", {"guidance_scale": 5.0}), "SDXLAdapter",
-             "sdxl/clip-l+bigg", 64),
+    "sdxl": (
+        tc.Family("sdxl", "cat", {"guidance_scale": 5.0}),
+        "SDXLAdapter",
+        "sdxl/clip-l+bigg",
+        64,
+    ),
     "sd3": (tc.Family("sd3", "cat", {"guidance_scale": 5.0}), "SD3Adapter", "sd3/clip+t5", 32),
-    "flux": (tc.Family("flux", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0}),
-             "FluxAdapter", "flux/t5", 32),
-    "qwen_image": (tc.Family("qwen_image", "separate",
-                             {"negative_prompt": "blurry", "true_cfg_scale": 2.0}),
-                   "QwenImageAdapter", "qwen_image/qwen2.5-vl", 16),
-    "zimage": (tc.Family("zimage", "list", {"guidance_scale": 3.0, "negative_prompt": "blurry"},
-                         arg=2), "ZImageAdapter", "zimage/qwen3", 16),
-    "wan": (tc.Family("wan", "separate", {"guidance_scale": 5.0, "negative_prompt": "blurry"}),
-            "WanAdapter", "wan/umt5", 32),
-    "cogvideox": (tc.Family("cogvideox", "cat", {"guidance_scale": 6.0}), "CogVideoXAdapter",
-                  "cogvideox/t5", 32),
+    "flux": (
+        tc.Family("flux", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0}),
+        "FluxAdapter",
+        "flux/t5",
+        32,
+    ),
+    "qwen_image": (
+        tc.Family("qwen_image", "separate", {"negative_prompt": "blurry", "true_cfg_scale": 2.0}),
+        "QwenImageAdapter",
+        "qwen_image/qwen2.5-vl",
+        16,
+    ),
+    "zimage": (
+        tc.Family("zimage", "list", {"guidance_scale": 3.0, "negative_prompt": "blurry"}, arg=2),
+        "ZImageAdapter",
+        "zimage/qwen3",
+        16,
+    ),
+    "wan": (
+        tc.Family("wan", "separate", {"guidance_scale": 5.0, "negative_prompt": "blurry"}),
+        "WanAdapter",
+        "wan/umt5",
+        32,
+    ),
+    "cogvideox": (
+        tc.Family("cogvideox", "cat", {"guidance_scale": 6.0}),
+        "CogVideoXAdapter",
+        "cogvideox/t5",
+        32,
+    ),
     "sana": (tc.Family("sana", "cat", {"guidance_scale": 4.5}), "SanaAdapter", "sana/gemma2", 8),
 }
 NAMES = list(FAMILIES)

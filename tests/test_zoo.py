@@ -47,9 +47,15 @@ def test_local_folder_of_a_causal_lm_loads_and_reads(tmp_path: Path) -> None:
 
     tokenizer = load_preset("minilm-l6").tokenizer  # any tokenizer will do for a random model
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                         architectures=["LlamaForCausalLM"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        architectures=["LlamaForCausalLM"],
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
     loaded = load_pretrained(str(tmp_path / "tiny"))

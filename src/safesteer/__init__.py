@@ -116,6 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from safesteer.targets.encoder import EncoderTarget
     from safesteer.targets.registry import adapter_for, load_pipeline
     from safesteer.targets.tiny import tiny_pipeline
+
     pass
 
 

@@ -23,14 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-revision", help="hub revision to pin")
     p.add_argument("--out", required=True, help="run folder (rerun into it to resume)")
     p.add_argument("--pack", action="append", default=[], help="a SafetyPack .safetensors (repeat)")
-    p.add_argument("--mode", action="append", choices=["always", "gated", "gated-source"],
-                   default=None,
-                   help="how packs are applied (repeatable; default: always): always (every "
-                        "prompt, the paper), gated (only prompts the pack's benign-fitted "
-                        "target-side gate flags), gated-source (the pack's source-side gate "
-                        "decides; loads the source model the pack names)")
-    p.add_argument("--baseline", action="append", default=None,
-                   help="none | random | native=PATH.safetensors (repeat; default: none)")
+    p.add_argument(
+        "--mode",
+        action="append",
+        choices=["always", "gated", "gated-source"],
+        default=None,
+        help="how packs are applied (repeatable; default: always): always (every "
+        "prompt, the paper), gated (only prompts the pack's benign-fitted "
+        "target-side gate flags), gated-source (the pack's source-side gate "
+        "decides; loads the source model the pack names)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=None,
+        help="none | random | native=PATH.safetensors (repeat; default: none)",
+    )
     p.add_argument("--protocol", choices=["paper", "quick"], help="a preset of the settings below")
     p.add_argument("--alphas", type=float, nargs="+", help="strengths α (paper: -1 0 1 3 5 7)")
     p.add_argument("--prompts", help="safety prompts for ASR (I2P csv, txt, jsonl, parquet…)")
@@ -55,10 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-reference", help="folder of reference images for FID")
     p.add_argument("--fid-features", help="inception (needs torch-fidelity) | random | none")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--torch-threads", type=int,
-                   help="CPU threads for torch (1 avoids thread thrashing on a shared machine)")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Ray (no address: a local cluster)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="CPU threads for torch (1 avoids thread thrashing on a shared machine)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray (no address: a local cluster)",
+    )
     p.add_argument("--ray-workers", type=int, help="workers (default: one per GPU, else 1 CPU)")
     p.add_argument("--ray-gpus-per-worker", type=float)
     p.add_argument("--max-items", type=int, help="stop after N new items (resume later)")
@@ -74,12 +91,17 @@ def run(args: argparse.Namespace) -> int:
     off = {"none": ""}
     settings = base.replace(
         alphas=tuple(args.alphas) if args.alphas else None,
-        images_per_prompt=args.images_per_prompt, seed=args.seed, steps=args.steps,
-        guidance=args.guidance, height=args.height, width=args.width,
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        height=args.height,
+        width=args.width,
         video_frames=args.video_frames,
         classifiers=tuple(args.classifiers) if args.classifiers else None,
         nudenet_labels=tuple(args.nudenet_labels) if args.nudenet_labels else None,
-        nudenet_threshold=args.nudenet_threshold, q16_threshold=args.q16_threshold,
+        nudenet_threshold=args.nudenet_threshold,
+        q16_threshold=args.q16_threshold,
         open_nsfw_threshold=args.open_nsfw_threshold,
         clip_model=off.get(args.clip_model, args.clip_model) if args.clip_model else None,
         clip_scale=args.clip_scale,
@@ -87,28 +109,56 @@ def run(args: argparse.Namespace) -> int:
     )
     sets = []
     if args.prompts:
-        sets.append(PromptSet.from_file(args.prompts, name="safety", role="safety",
-                                        limit=args.limit, column=args.prompt_column))
+        sets.append(
+            PromptSet.from_file(
+                args.prompts,
+                name="safety",
+                role="safety",
+                limit=args.limit,
+                column=args.prompt_column,
+            )
+        )
     if args.utility_prompts:
-        sets.append(PromptSet.from_file(args.utility_prompts, name="utility", role="utility",
-                                        limit=args.limit, column=args.prompt_column))
+        sets.append(
+            PromptSet.from_file(
+                args.utility_prompts,
+                name="utility",
+                role="utility",
+                limit=args.limit,
+                column=args.prompt_column,
+            )
+        )
     if not sets:
         raise InputError("no prompts given", hint="pass --prompts and/or --utility-prompts")
     spec = EvaluationSpec(
-        pipeline=args.pipeline, out=args.out, packs=tuple(args.pack),
-        baselines=tuple(args.baseline or ["none"]), modes=tuple(args.mode or ["always"]),
-        prompt_sets=tuple(sets), settings=settings,
-        q16_prompts=args.q16_prompts, fid_reference=args.fid_reference, device=args.device,
-        pipeline_revision=args.pipeline_revision, torch_threads=args.torch_threads,
+        pipeline=args.pipeline,
+        out=args.out,
+        packs=tuple(args.pack),
+        baselines=tuple(args.baseline or ["none"]),
+        modes=tuple(args.mode or ["always"]),
+        prompt_sets=tuple(sets),
+        settings=settings,
+        q16_prompts=args.q16_prompts,
+        fid_reference=args.fid_reference,
+        device=args.device,
+        pipeline_revision=args.pipeline_revision,
+        torch_threads=args.torch_threads,
     )
-    result = evaluate(spec, progress=not args.no_progress, ray_address=args.ray,
-                      ray_workers=args.ray_workers, ray_gpus_per_worker=args.ray_gpus_per_worker,
-                      max_items=args.max_items)
+    result = evaluate(
+        spec,
+        progress=not args.no_progress,
+        ray_address=args.ray,
+        ray_workers=args.ray_workers,
+        ray_gpus_per_worker=args.ray_gpus_per_worker,
+        max_items=args.max_items,
+    )
     from safesteer.evaluation.store import ResultsStore
 
     protocol = ResultsStore(result.run_dir).protocol()
-    print(f"run: {result.run_dir} — {result.done_before + result.done_now}/{result.total} items "
-          f"({result.done_now} new)")
+    print(
+        f"run: {result.run_dir} — {result.done_before + result.done_now}/{result.total} items "
+        f"({result.done_now} new)"
+    )
     for line in protocol.summary_lines():
         print(f"  {line}")
     if protocol.random_parts():

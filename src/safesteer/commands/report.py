@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from safesteer.evaluation.report import render_report
 
-    page = render_report(args.run_dir, out=args.out, unblur=args.unblur,
-                         per_strength=args.per_strength)
+    page = render_report(
+        args.run_dir, out=args.out, unblur=args.unblur, per_strength=args.per_strength
+    )
     print(f"report: {page}")
     return 0

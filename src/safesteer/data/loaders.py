@@ -122,26 +122,40 @@ def _prompt_column(columns: Iterable[str], column: str | None, fmt: str, source:
     )
 
 
-def _records(rows: Iterable[Mapping[str, Any]], columns: Iterable[str], *, fmt: str,
-             column: str | None, source: str) -> list[PromptRecord]:
+def _records(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Iterable[str],
+    *,
+    fmt: str,
+    column: str | None,
+    source: str,
+) -> list[PromptRecord]:
     cols = list(columns)
     name = _prompt_column(cols, column, fmt, source)
-    used = {name, "categories", *_SEED_COLUMNS, *_GUIDANCE_COLUMNS, *_WIDTH_COLUMNS,
-            *_HEIGHT_COLUMNS}
+    used = {
+        name,
+        "categories",
+        *_SEED_COLUMNS,
+        *_GUIDANCE_COLUMNS,
+        *_WIDTH_COLUMNS,
+        *_HEIGHT_COLUMNS,
+    }
     out = []
     for row in rows:
         prompt = row.get(name)
         if _missing(prompt):
             continue
-        out.append(PromptRecord(
-            prompt=str(prompt).strip(),
-            categories=_categories(row.get("categories")),
-            seed=_as_int(_first(row, _SEED_COLUMNS), source, "seed"),
-            guidance=_as_float(_first(row, _GUIDANCE_COLUMNS), source, "guidance"),
-            width=_as_int(_first(row, _WIDTH_COLUMNS), source, "width"),
-            height=_as_int(_first(row, _HEIGHT_COLUMNS), source, "height"),
-            extra={k: str(v) for k, v in row.items() if k not in used and not _missing(v)},
-        ))
+        out.append(
+            PromptRecord(
+                prompt=str(prompt).strip(),
+                categories=_categories(row.get("categories")),
+                seed=_as_int(_first(row, _SEED_COLUMNS), source, "seed"),
+                guidance=_as_float(_first(row, _GUIDANCE_COLUMNS), source, "guidance"),
+                width=_as_int(_first(row, _WIDTH_COLUMNS), source, "width"),
+                height=_as_int(_first(row, _HEIGHT_COLUMNS), source, "height"),
+                extra={k: str(v) for k, v in row.items() if k not in used and not _missing(v)},
+            )
+        )
     if not out:
         raise InputError(f"{source} has no prompts in column {name!r}", hint="check the file")
     return out
@@ -196,13 +210,15 @@ def _load_parquet(path: Path, column: str | None) -> list[PromptRecord]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is in the eval extra
-        raise InputError("reading Parquet needs pandas and pyarrow",
-                         hint="pip install 'safesteer[eval]'") from None
+        raise InputError(
+            "reading Parquet needs pandas and pyarrow", hint="pip install 'safesteer[eval]'"
+        ) from None
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"{path} is not a readable Parquet file ({exc})",
-                         hint="check the file") from None
+        raise InputError(
+            f"{path} is not a readable Parquet file ({exc})", hint="check the file"
+        ) from None
     if frame.empty:
         raise InputError(f"{path} is empty", hint="give a file with at least one prompt")
     rows = frame.to_dict(orient="records")
@@ -213,20 +229,25 @@ def _load_hf(name: str, column: str | None, split: str) -> list[PromptRecord]:
     try:
         import datasets  # optional: only this loader needs it
     except ImportError:
-        raise InputError(f"loading the Hugging Face dataset {name!r} needs `datasets`",
-                         hint="pip install datasets (or safesteer[hf])") from None
+        raise InputError(
+            f"loading the Hugging Face dataset {name!r} needs `datasets`",
+            hint="pip install datasets (or safesteer[hf])",
+        ) from None
     try:
         if Path(name).is_dir():
             data = datasets.load_from_disk(name)
         else:
             data = datasets.load_dataset(name, split=split)
     except Exception as exc:  # hub, network and format errors all land here
-        raise InputError(f"cannot load the Hugging Face dataset {name!r} ({exc})",
-                         hint="offline, save it with save_to_disk and pass the folder") from None
+        raise InputError(
+            f"cannot load the Hugging Face dataset {name!r} ({exc})",
+            hint="offline, save it with save_to_disk and pass the folder",
+        ) from None
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
-            raise InputError(f"{name} has no split {split!r} (splits: {list(data)})",
-                             hint="pass split=")
+            raise InputError(
+                f"{name} has no split {split!r} (splits: {list(data)})", hint="pass split="
+            )
         data = data[split]
     return _records(iter(data), data.column_names, fmt="hf", column=column, source=name)
 
@@ -249,12 +270,15 @@ def guess_format(path: str | Path) -> str:
         if "categories" in header and "prompt" in header:
             return "i2p"
         return "coco" if "caption" in header else "csv"
-    raise InputError(f"cannot tell the format of {text!r}",
-                     hint=f"pass fmt= / --format, one of {', '.join(FORMATS)}")
+    raise InputError(
+        f"cannot tell the format of {text!r}",
+        hint=f"pass fmt= / --format, one of {', '.join(FORMATS)}",
+    )
 
 
-def load_prompts(path: str | Path, *, fmt: str | None = None, column: str | None = None,
-                 split: str = "train") -> list[PromptRecord]:
+def load_prompts(
+    path: str | Path, *, fmt: str | None = None, column: str | None = None, split: str = "train"
+) -> list[PromptRecord]:
     """Read prompts from a user file, folder or ``hf:<hub name>``; see the module docstring.
 
     Raises :class:`InputError` naming the file for a missing file, an unknown format, a missing

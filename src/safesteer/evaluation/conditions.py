@@ -63,9 +63,12 @@ class Condition:
         return (0.0,) if self.kind == "none" else tuple(float(a) for a in alphas)
 
     def describe(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source,
-                             "mode": {None: "always", "target": "gated",
-                                      "source": "gated-source"}[self.gate]}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "source": self.source,
+            "mode": {None: "always", "target": "gated", "source": "gated-source"}[self.gate],
+        }
         if self.pack is not None:
             v = self.pack.global_vector.detach().float().cpu().contiguous()
             d.update(
@@ -107,8 +110,11 @@ def random_condition(base: Condition, seed: int) -> Condition:
         conditioning_space=pack.conditioning_space,
         calibration=dict(pack.calibration),
         gate=None,
-        provenance={"baseline": "random direction of equal norm", "of": base.name,
-                    "seed": str(key)},
+        provenance={
+            "baseline": "random direction of equal norm",
+            "of": base.name,
+            "seed": str(key),
+        },
     )
     return Condition(f"random-{base.name}", "random", rand, f"random(seed={key}) of {base.source}")
 
@@ -127,8 +133,9 @@ def load_conditions(
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
-        raise InputError(f"unknown steering mode(s) {unknown or list(modes)}",
-                         hint=f"use some of {MODES}")
+        raise InputError(
+            f"unknown steering mode(s) {unknown or list(modes)}", hint=f"use some of {MODES}"
+        )
     conds: list[Condition] = []
     pack_conds = []
     for path in packs:
@@ -138,32 +145,45 @@ def load_conditions(
             pack_conds.append(Condition(name, "pack", pack, str(path)))
         if "gated" in modes:
             if pack.gate is None:
-                raise InputError(f"pack {path} has no gate, so it cannot run gated",
-                                 hint="build it with safesteer build, or drop --mode gated")
+                raise InputError(
+                    f"pack {path} has no gate, so it cannot run gated",
+                    hint="build it with safesteer build, or drop --mode gated",
+                )
             pack_conds.append(Condition(f"{name}-gated", "pack", pack, str(path), gate="target"))
         if "gated-source" in modes:
             if pack.source_gate is None:
-                raise InputError(f"pack {path} has no source gate",
-                                 hint="build it with safesteer build, or drop --mode gated-source")
+                raise InputError(
+                    f"pack {path} has no source gate",
+                    hint="build it with safesteer build, or drop --mode gated-source",
+                )
             pack_conds.append(
-                Condition(f"{name}-gated-source", "pack", pack, str(path), gate="source"))
+                Condition(f"{name}-gated-source", "pack", pack, str(path), gate="source")
+            )
     for spec in baselines:
         name, _, value = spec.partition("=")
         if name == "none":
             conds.append(Condition("none", "none"))
         elif name == "native":
             if not value:
-                raise InputError("--baseline native needs a pack file",
-                                 hint="write --baseline native=PATH.safetensors")
-            conds.append(Condition(f"native-{_safe_name(Path(value).stem)}", "native",
-                                   _load_pack(value), value))
+                raise InputError(
+                    "--baseline native needs a pack file",
+                    hint="write --baseline native=PATH.safetensors",
+                )
+            conds.append(
+                Condition(
+                    f"native-{_safe_name(Path(value).stem)}", "native", _load_pack(value), value
+                )
+            )
         elif name == "random":
             if not pack_conds:
-                raise InputError("--baseline random needs at least one --pack",
-                                 hint="it draws a direction of each pack's norm")
+                raise InputError(
+                    "--baseline random needs at least one --pack",
+                    hint="it draws a direction of each pack's norm",
+                )
         else:
-            raise InputError(f"unknown baseline {spec!r}",
-                             hint="use none, random or native=PATH.safetensors")
+            raise InputError(
+                f"unknown baseline {spec!r}", hint="use none, random or native=PATH.safetensors"
+            )
     conds.extend(pack_conds)
     if any(s.partition("=")[0] == "random" for s in baselines):
         conds.extend(random_condition(c, seed) for c in pack_conds if not c.gated)

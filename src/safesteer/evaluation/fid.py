@@ -40,9 +40,12 @@ class _RandomFeatures(torch.nn.Module):
         torch.manual_seed(seed)
         self.num_features = dim
         self.net = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.GELU(),
-            torch.nn.Conv2d(16, dim, 3, stride=2), torch.nn.GELU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+            torch.nn.Conv2d(3, 16, 3, stride=2),
+            torch.nn.GELU(),
+            torch.nn.Conv2d(16, dim, 3, stride=2),
+            torch.nn.GELU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +56,9 @@ def load_reference_images(folder: str | Path, limit: int | None = None) -> list[
     """RGB images from a folder (sorted by name, so runs are reproducible)."""
     d = Path(folder)
     if not d.is_dir():
-        raise InputError(f"FID reference folder {d} does not exist",
-                         hint="pass --fid-reference DIR")
+        raise InputError(
+            f"FID reference folder {d} does not exist", hint="pass --fid-reference DIR"
+        )
     paths = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if limit is not None:
         paths = paths[:limit]

@@ -84,8 +84,11 @@ PRESETS: dict[str, EvaluationSettings] = {
     ),
     # CPU smoke runs: packaged classifiers only, no CLIP / FID models needed.
     "quick": EvaluationSettings(
-        alphas=(0.0, 3.0), classifiers=("nudenet", "open_nsfw"), clip_model=None,
-        fid_features=None, preset="quick",
+        alphas=(0.0, 3.0),
+        classifiers=("nudenet", "open_nsfw"),
+        clip_model=None,
+        fid_features=None,
+        preset="quick",
     ),
 }
 
@@ -119,8 +122,10 @@ class ProtocolRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"pipeline", "conditions", "prompt_sets", "settings", "classifiers"} - set(d)
         if missing:
-            raise InputError(f"protocol record lacks {sorted(missing)}",
-                             hint="rerun the evaluation into a new folder")
+            raise InputError(
+                f"protocol record lacks {sorted(missing)}",
+                hint="rerun the evaluation into a new folder",
+            )
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def fingerprint(self) -> str:
@@ -165,10 +170,10 @@ class ProtocolRecord:
             f"strengths α: {list(s.get('alphas', []))}; "
             f"images/prompt {s.get('images_per_prompt')}; "
             f"base seed {s.get('seed')}; video frames sampled {s.get('video_frames')}",
-            "generation call: " + ", ".join(
-                f"{k}={v}" for k, v in sorted(dict(self.pipeline.get("call", {})).items())
-            ),
-            "prompt sets: " + ", ".join(
+            "generation call: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(dict(self.pipeline.get("call", {})).items())),
+            "prompt sets: "
+            + ", ".join(
                 f"{p['name']} ({p['role']}, n={p['n']}, {p['source']})" for p in self.prompt_sets
             ),
             f"ASR rule: {self.asr_rule}",

@@ -63,12 +63,14 @@ def load_prompt_embeddings(path: str | Path) -> torch.Tensor:
     elif suffix == ".json":
         t = torch.tensor(json.loads(p.read_text()), dtype=torch.float32)
     else:
-        raise InputError(f"Q16 prompt file {p} has an unknown type",
-                         hint="use .safetensors, .npy or .json")
+        raise InputError(
+            f"Q16 prompt file {p} has an unknown type", hint="use .safetensors, .npy or .json"
+        )
     t = t.float()
     if t.ndim != 2 or t.shape[0] != 2:
-        raise InputError(f"Q16 prompts in {p} have shape {tuple(t.shape)}",
-                         hint="expected [2, dim]")
+        raise InputError(
+            f"Q16 prompts in {p} have shape {tuple(t.shape)}", hint="expected [2, dim]"
+        )
     return t
 
 

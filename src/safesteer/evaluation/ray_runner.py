@@ -50,13 +50,20 @@ def split_by_prompt(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
 class RayPool:
     """Ray actors for one evaluation; :meth:`run` yields ``(record, files)`` as tasks finish."""
 
-    def __init__(self, spec: Any, *, address: str = "local", workers: int | None = None,
-                 gpus_per_worker: float | None = None) -> None:
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        address: str = "local",
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+    ) -> None:
         try:
             import ray
         except ImportError as exc:
-            raise ModelLoadError("Ray is not installed",
-                                 hint="pip install 'safesteer[ray]' or drop --ray") from exc
+            raise ModelLoadError(
+                "Ray is not installed", hint="pip install 'safesteer[ray]' or drop --ray"
+            ) from exc
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
@@ -89,8 +96,11 @@ class RayPool:
     def describe(self) -> dict[str, Any]:
         """The first worker's pipeline and classifier descriptions (for the protocol record)."""
         described: dict[str, Any] = dict(self._get(self.actors[0].describe.remote()))
-        described["execution"] = {**described.get("execution", {}), "ray_workers": self.workers,
-                                  "ray_gpus_per_worker": self.gpus_per_worker}
+        described["execution"] = {
+            **described.get("execution", {}),
+            "ray_workers": self.workers,
+            "ray_gpus_per_worker": self.gpus_per_worker,
+        }
         return described
 
     def run(self, items: Sequence[WorkItem]) -> Iterator[Result]:

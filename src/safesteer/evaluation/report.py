@@ -47,8 +47,9 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _plot_lines_or_bars(rows: Sequence[Mapping[str, Any]], key: str, path: Path, *, title: str,
-                        ylabel: str, bars: bool) -> Path | None:
+def _plot_lines_or_bars(
+    rows: Sequence[Mapping[str, Any]], key: str, path: Path, *, title: str, ylabel: str, bars: bool
+) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +86,11 @@ def _plot_lines_or_bars(rows: Sequence[Mapping[str, Any]], key: str, path: Path,
 
 def _thumb(src: Path, dst: Path, blur: bool) -> None:
     im = Image.open(src).convert("RGB")
-    im = ImageOps.contain(im, (THUMB, THUMB), Image.Resampling.NEAREST) if max(im.size) < THUMB \
+    im = (
+        ImageOps.contain(im, (THUMB, THUMB), Image.Resampling.NEAREST)
+        if max(im.size) < THUMB
         else ImageOps.contain(im, (THUMB, THUMB))
+    )
     im = im.resize((THUMB, THUMB), Image.Resampling.NEAREST)
     if blur:
         im = im.filter(ImageFilter.GaussianBlur(radius=THUMB / 8))
@@ -116,8 +120,10 @@ def render_report(
     protocol: ProtocolRecord = store.protocol()
     records = list(store.completed().values())
     if not records:
-        raise InputError(f"{store.run_dir} has no finished items yet",
-                         hint="run `safesteer evaluate` into it first")
+        raise InputError(
+            f"{store.run_dir} has no finished items yet",
+            hint="run `safesteer evaluate` into it first",
+        )
     summary = summarize(records, store.read_json("fid.json"))
     out_dir = Path(out) if out else store.run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,13 +132,26 @@ def render_report(
     who = f"{protocol.pipeline.get('id')}; {protocol.asr_rule}{tag}"
     rows = summary["rows"]
     plots = [
-        _plot_lines_or_bars(rows, "asr", out_dir / "asr.png", bars=True, ylabel="ASR",
-                            title=f"ASR vs α — {who}"),
-        _plot_lines_or_bars(rows, "clip_score", out_dir / "clip.png", bars=False,
-                            ylabel="CLIP-score", title=f"CLIP-score (utility prompts) vs α — "
-                            f"{(protocol.clip_score or {}).get('model')}{tag}"),
-        _plot_lines_or_bars(rows, "fid", out_dir / "fid.png", bars=False, ylabel="FID",
-                            title=f"FID vs α — {(protocol.fid or {}).get('features')}{tag}"),
+        _plot_lines_or_bars(
+            rows, "asr", out_dir / "asr.png", bars=True, ylabel="ASR", title=f"ASR vs α — {who}"
+        ),
+        _plot_lines_or_bars(
+            rows,
+            "clip_score",
+            out_dir / "clip.png",
+            bars=False,
+            ylabel="CLIP-score",
+            title=f"CLIP-score (utility prompts) vs α — "
+            f"{(protocol.clip_score or {}).get('model')}{tag}",
+        ),
+        _plot_lines_or_bars(
+            rows,
+            "fid",
+            out_dir / "fid.png",
+            bars=False,
+            ylabel="FID",
+            title=f"FID vs α — {(protocol.fid or {}).get('features')}{tag}",
+        ),
     ]
     names = sorted({n for r in rows for n in r["asr_by_classifier"]})
     parts = [
@@ -141,38 +160,83 @@ def render_report(
         f"<h1>safesteer evaluation: {html.escape(str(protocol.pipeline.get('id')))}</h1>",
     ]
     if random_parts:
-        parts.append("<div class='banner' id='random-banner'>Random weights: "
-                     + html.escape(", ".join(random_parts))
-                     + ". These numbers test the code path; they say nothing about safety.</div>")
-    parts.append("<h2>Protocol</h2><ul class='protocol'>"
-                 + "".join(f"<li>{html.escape(line)}</li>" for line in protocol.summary_lines())
-                 + f"<li>protocol fingerprint {protocol.fingerprint()}; created "
-                 f"{html.escape(protocol.created)}</li></ul>")
+        parts.append(
+            "<div class='banner' id='random-banner'>Random weights: "
+            + html.escape(", ".join(random_parts))
+            + ". These numbers test the code path; they say nothing about safety.</div>"
+        )
+    parts.append(
+        "<h2>Protocol</h2><ul class='protocol'>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in protocol.summary_lines())
+        + f"<li>protocol fingerprint {protocol.fingerprint()}; created "
+        f"{html.escape(protocol.created)}</li></ul>"
+    )
     parts.append("<h2>Figures</h2>")
     parts += [f"<img src='{p.name}' alt='{p.stem} plot' width='700'><br>" for p in plots if p]
-    parts.append("<h2>Summary</h2><p class='src'>ASR: fraction of the safety prompts' images "
-                 f"flagged ({html.escape(protocol.asr_rule)}). CLIP-score: mean over utility "
-                 "images. FID: utility images vs the reference folder. Source: "
-                 f"{html.escape(who)}.</p>")
-    parts.append(_table(
-        ["condition", "α", "n safety", "ASR", *[f"ASR {n}" for n in names], "n utility",
-         "CLIP", "FID"],
-        [[r["condition"], f"{r['alpha']:g}", str(r["n_safety"]), _fmt(r["asr"]),
-          *[_fmt(r["asr_by_classifier"].get(n)) for n in names], str(r["n_utility"]),
-          _fmt(r["clip_score"]), _fmt(r["fid"], 2)] for r in rows], left=1))
+    parts.append(
+        "<h2>Summary</h2><p class='src'>ASR: fraction of the safety prompts' images "
+        f"flagged ({html.escape(protocol.asr_rule)}). CLIP-score: mean over utility "
+        "images. FID: utility images vs the reference folder. Source: "
+        f"{html.escape(who)}.</p>"
+    )
+    parts.append(
+        _table(
+            [
+                "condition",
+                "α",
+                "n safety",
+                "ASR",
+                *[f"ASR {n}" for n in names],
+                "n utility",
+                "CLIP",
+                "FID",
+            ],
+            [
+                [
+                    r["condition"],
+                    f"{r['alpha']:g}",
+                    str(r["n_safety"]),
+                    _fmt(r["asr"]),
+                    *[_fmt(r["asr_by_classifier"].get(n)) for n in names],
+                    str(r["n_utility"]),
+                    _fmt(r["clip_score"]),
+                    _fmt(r["fid"], 2),
+                ]
+                for r in rows
+            ],
+            left=1,
+        )
+    )
     if summary["categories"]:
-        parts.append("<h2>ASR per category</h2><p class='src'>Same rule, restricted to prompts "
-                     "carrying the category (n = images).</p>")
-        parts.append(_table(["condition", "α", "category", "n", "ASR"],
-                            [[c["condition"], f"{c['alpha']:g}", c["category"], str(c["n"]),
-                              _fmt(c["asr"])] for c in summary["categories"]], left=3))
-    parts.append("<h2>Images</h2><p class='src'>"
-                 + ("Flagged thumbnails are shown unblurred (outlined red)." if unblur else
-                    "Thumbnails flagged unsafe are blurred and outlined red "
-                    "(`safesteer report --unblur` shows them).") + "</p>")
+        parts.append(
+            "<h2>ASR per category</h2><p class='src'>Same rule, restricted to prompts "
+            "carrying the category (n = images).</p>"
+        )
+        parts.append(
+            _table(
+                ["condition", "α", "category", "n", "ASR"],
+                [
+                    [c["condition"], f"{c['alpha']:g}", c["category"], str(c["n"]), _fmt(c["asr"])]
+                    for c in summary["categories"]
+                ],
+                left=3,
+            )
+        )
+    parts.append(
+        "<h2>Images</h2><p class='src'>"
+        + (
+            "Flagged thumbnails are shown unblurred (outlined red)."
+            if unblur
+            else "Thumbnails flagged unsafe are blurred and outlined red "
+            "(`safesteer report --unblur` shows them)."
+        )
+        + "</p>"
+    )
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (r["role"] != "safety", r["prompt_set"],
-                                            r["prompt_index"], r["image_index"])):
+    for r in sorted(
+        records,
+        key=lambda r: (r["role"] != "safety", r["prompt_set"], r["prompt_index"], r["image_index"]),
+    ):
         groups.setdefault((r["condition"], float(r["alpha"])), []).append(r)
     for (cond, alpha), rs in sorted(groups.items()):
         parts.append(f"<h3>{html.escape(cond)}, α = {alpha:g}</h3><div class='grid'>")
@@ -181,9 +245,11 @@ def render_report(
             rel = f"thumbs/{r['id']}.png"
             _thumb(store.images_dir / r["files"][0], out_dir / rel, flagged and not unblur)
             cap = f"{r['prompt_set']}#{r['prompt_index']}" + (" FLAGGED" if flagged else "")
-            parts.append(f"<figure class='{'flag' if flagged else ''}'><img src='{rel}' "
-                         f"width='{THUMB}' height='{THUMB}' alt='{html.escape(r['prompt'])}'>"
-                         f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+            parts.append(
+                f"<figure class='{'flag' if flagged else ''}'><img src='{rel}' "
+                f"width='{THUMB}' height='{THUMB}' alt='{html.escape(r['prompt'])}'>"
+                f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+            )
         parts.append("</div>")
     parts.append("</body></html>")
     page = out_dir / "index.html"

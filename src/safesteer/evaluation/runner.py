@@ -42,8 +42,12 @@ from safesteer.evaluation.workplan import PromptSet, WorkItem, plan_work
 Result = tuple[dict[str, Any], list[tuple[str, bytes]]]  # an item's record and its files
 
 # call arguments we set from the settings, by diffusers' parameter names
-_SETTING_ARGS = {"steps": "num_inference_steps", "guidance": "guidance_scale",
-                 "height": "height", "width": "width"}
+_SETTING_ARGS = {
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "height": "height",
+    "width": "width",
+}
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,14 @@ def _build_scorer(spec: EvaluationSpec, pipe: Any) -> Scorer:
             if spec.q16_prompts == "random":
                 classifiers.append(Q16Classifier.random(clip, seed=s.seed))
             else:
-                classifiers.append(Q16Classifier(clip, load_prompt_embeddings(spec.q16_prompts),
-                                                 s.q16_threshold, prompts_source=spec.q16_prompts))
+                classifiers.append(
+                    Q16Classifier(
+                        clip,
+                        load_prompt_embeddings(spec.q16_prompts),
+                        s.q16_threshold,
+                        prompts_source=spec.q16_prompts,
+                    )
+                )
         else:
             raise InputError(f"unknown classifier {name!r}", hint="use nudenet, q16, open_nsfw")
     return Scorer(classifiers, clip, clip_scale=s.clip_scale)
@@ -197,8 +207,12 @@ class EvaluationContext:
         self.spec = spec
         if spec.torch_threads:
             torch.set_num_threads(spec.torch_threads)
-        self.conditions = {c.name: c for c in load_conditions(
-            spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes)}
+        self.conditions = {
+            c.name: c
+            for c in load_conditions(
+                spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes
+            )
+        }
         self.pipe, self.adapter = _load_pipeline(spec)
         self.family = str(self.adapter.family)
         self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
@@ -219,7 +233,8 @@ class EvaluationContext:
     def describe(self) -> dict[str, Any]:
         """Pipeline, classifier and CLIP descriptions for the protocol record."""
         random = self.spec.pipeline.startswith("tiny-") or bool(
-            getattr(self.adapter, "random_weights", False))
+            getattr(self.adapter, "random_weights", False)
+        )
         return {
             "pipeline": {
                 "id": self.spec.pipeline,
@@ -231,8 +246,7 @@ class EvaluationContext:
                 "random_weights": random,
                 "call": {k: v for k, v in self.call_kwargs.items() if k != "output_type"},
             },
-            "execution": {"device": self.spec.device,
-                          "torch_threads": torch.get_num_threads()},
+            "execution": {"device": self.spec.device, "torch_threads": torch.get_num_threads()},
             "classifiers": self.scorer.describe_classifiers(),
             "clip_score": self.scorer.describe_clip(),
         }
@@ -240,14 +254,18 @@ class EvaluationContext:
     def generate(self, item: WorkItem) -> tuple[list[Image.Image], bool]:
         """The image, or the sampled video frames, of one work item; and whether it is a video."""
         cond: Condition = self.conditions[item.condition]
-        kwargs = dict(self.call_kwargs, prompt=item.prompt,
-                      generator=torch.Generator("cpu").manual_seed(item.seed))
+        kwargs = dict(
+            self.call_kwargs,
+            prompt=item.prompt,
+            generator=torch.Generator("cpu").manual_seed(item.seed),
+        )
         if cond.pack is None:
             out = self.pipe(**kwargs)
         else:
             reader = self.source_reader(cond) if cond.gate == "source" else None
-            with _targets().steered(self.pipe, cond.pack, alpha=item.alpha,
-                                    **cond.steering_options(reader)):
+            with _targets().steered(
+                self.pipe, cond.pack, alpha=item.alpha, **cond.steering_options(reader)
+            ):
                 out = self.pipe(**kwargs)
         if getattr(out, "frames", None) is not None:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
@@ -259,8 +277,14 @@ class EvaluationContext:
         frames, video = self.generate(item)
         scores = self.scorer.score(frames, item.prompt)
         names = [item.relpath(k if video else None) for k in range(len(frames))]
-        record = {**asdict(item), "id": item.id, "files": names, "frames": len(frames), **scores,
-                  "seconds": round(time.perf_counter() - t0, 4)}
+        record = {
+            **asdict(item),
+            "id": item.id,
+            "files": names,
+            "frames": len(frames),
+            **scores,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
         return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
 
     def process_all(self, items: Sequence[WorkItem]) -> Iterator[Result]:
@@ -269,8 +293,12 @@ class EvaluationContext:
             yield self.process(item)
 
 
-def make_protocol(spec: EvaluationSpec, described: dict[str, Any],
-                  conditions: Sequence[Condition], fid: FIDScorer | None) -> ProtocolRecord:
+def make_protocol(
+    spec: EvaluationSpec,
+    described: dict[str, Any],
+    conditions: Sequence[Condition],
+    fid: FIDScorer | None,
+) -> ProtocolRecord:
     """The protocol record of a run (see :class:`ProtocolRecord`)."""
     from safesteer.provenance import environment_record
 
@@ -278,8 +306,12 @@ def make_protocol(spec: EvaluationSpec, described: dict[str, Any],
     settings["alphas"] = [float(a) for a in spec.settings.alphas]
     fid_d = None
     if fid is not None:
-        fid_d = {**fid.describe(), "reference": spec.fid_reference,
-                 "prompt_role": "utility", "rule": "per (condition, α) over utility images"}
+        fid_d = {
+            **fid.describe(),
+            "reference": spec.fid_reference,
+            "prompt_role": "utility",
+            "rule": "per (condition, α) over utility images",
+        }
     n_classifiers = ", ".join(c["name"] for c in described["classifiers"]) or "none"
     return ProtocolRecord(
         pipeline=described["pipeline"],
@@ -292,8 +324,10 @@ def make_protocol(spec: EvaluationSpec, described: dict[str, Any],
         asr_rule=f"flagged by any of: {n_classifiers} (any sampled frame for video)",
         notes=PAPER_NOTES if spec.settings.preset == "paper" else {},
         # how it ran (device, Ray workers) is not part of the fingerprint: results are the same
-        environment={**environment_record(),
-                     **{k: str(v) for k, v in described.get("execution", {}).items()}},
+        environment={
+            **environment_record(),
+            **{k: str(v) for k, v in described.get("execution", {}).items()},
+        },
     )
 
 
@@ -304,16 +338,24 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise InputError(f"{run_dir} is being written by another evaluation",
-                             hint="wait for it to finish or choose another --out") from exc
+            raise InputError(
+                f"{run_dir} is being written by another evaluation",
+                hint="wait for it to finish or choose another --out",
+            ) from exc
         yield
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="img", disable=not enabled,
-                desc="evaluate", dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="img",
+        disable=not enabled,
+        desc="evaluate",
+        dynamic_ncols=True,
+    )
 
 
 def store_item(
@@ -332,15 +374,21 @@ def compute_fid(store: ResultsStore, fid: FIDScorer, reference_dir: str) -> dict
     for r in store.completed().values():
         if r["role"] == "utility":
             groups.setdefault((r["condition"], float(r["alpha"])), []).extend(
-                store.images_dir / f for f in r["files"])
+                store.images_dir / f for f in r["files"]
+            )
     results = []
     for (cond, alpha), paths in sorted(groups.items()):
         images = [Image.open(p).convert("RGB") for p in sorted(paths)]
         value = fid.compute(images, reference) if len(images) >= 2 else None
-        results.append({"condition": cond, "alpha": alpha, "n_generated": len(images),
-                        "fid": value})
-    out = {"settings": fid.describe(), "reference": reference_dir, "n_reference": len(reference),
-           "results": results}
+        results.append(
+            {"condition": cond, "alpha": alpha, "n_generated": len(images), "fid": value}
+        )
+    out = {
+        "settings": fid.describe(),
+        "reference": reference_dir,
+        "n_reference": len(reference),
+        "results": results,
+    }
     store.write_json("fid.json", out)
     return out
 
@@ -363,17 +411,24 @@ def evaluate(
         raise InputError("no prompt sets", hint="pass --prompts and/or --utility-prompts")
     store = ResultsStore(spec.out)
     fid = build_fid(spec)
-    conditions = load_conditions(spec.packs, spec.baselines, seed=spec.settings.seed,
-                                 modes=spec.modes)
-    items = plan_work(conditions, spec.prompt_sets, alphas=spec.settings.alphas,
-                      images_per_prompt=spec.settings.images_per_prompt, seed=spec.settings.seed)
+    conditions = load_conditions(
+        spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes
+    )
+    items = plan_work(
+        conditions,
+        spec.prompt_sets,
+        alphas=spec.settings.alphas,
+        images_per_prompt=spec.settings.images_per_prompt,
+        seed=spec.settings.seed,
+    )
     with _run_lock(store.run_dir), contextlib.ExitStack() as stack:
         process_all: Callable[[Sequence[WorkItem]], Iterable[Result]]
         if ray_address is not None:
             from safesteer.evaluation.ray_runner import RayPool
 
-            pool = RayPool(spec, address=ray_address, workers=ray_workers,
-                           gpus_per_worker=ray_gpus_per_worker)
+            pool = RayPool(
+                spec, address=ray_address, workers=ray_workers, gpus_per_worker=ray_gpus_per_worker
+            )
             stack.callback(pool.close)
             described = pool.describe()
             process_all = pool.run

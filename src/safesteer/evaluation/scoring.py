@@ -51,8 +51,9 @@ class Scorer:
             }
         clip = None
         if self.clip is not None:
-            clip = float(clip_score(frames, [prompt] * len(frames), self.clip,
-                                    scale=self.clip_scale).mean())
+            clip = float(
+                clip_score(frames, [prompt] * len(frames), self.clip, scale=self.clip_scale).mean()
+            )
         return {
             "verdicts": verdicts,
             "flagged": any(v["flagged"] for v in verdicts.values()),
@@ -65,5 +66,8 @@ class Scorer:
     def describe_clip(self) -> dict[str, Any] | None:
         if self.clip is None:
             return None
-        return {**self.clip.describe(), "scale": self.clip_scale,
-                "rule": "scale · cos(CLIP image, CLIP text), mean over sampled frames"}
+        return {
+            **self.clip.describe(),
+            "scale": self.clip_scale,
+            "rule": "scale · cos(CLIP image, CLIP text), mean over sampled frames",
+        }

@@ -38,8 +38,9 @@ RESULTS_FILE = "results.jsonl"
 IMAGES_DIR = "images"
 
 
-def item_id(condition: str, alpha: float, prompt_set: str, prompt_index: int, image_index: int,
-            seed: int) -> str:
+def item_id(
+    condition: str, alpha: float, prompt_set: str, prompt_index: int, image_index: int, seed: int
+) -> str:
     """Deterministic id: first 16 hex of sha256 over the item's defining fields."""
     key = f"{condition}|{float(alpha)!r}|{prompt_set}|{prompt_index}|{image_index}|{seed}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -67,7 +68,8 @@ class ResultsStore:
             old = ProtocolRecord.load(self.protocol_path)
             if old.fingerprint() != protocol.fingerprint():
                 diff = sorted(
-                    k for k, v in protocol.to_dict().items()
+                    k
+                    for k, v in protocol.to_dict().items()
                     if k not in ("environment", "created") and old.to_dict().get(k) != v
                 )
                 raise InputError(
@@ -90,8 +92,10 @@ class ResultsStore:
 
     def protocol(self) -> ProtocolRecord:
         if not self.protocol_path.exists():
-            raise InputError(f"{self.run_dir} is not an evaluation run (no {PROTOCOL_FILE})",
-                             hint="pass the --out folder of `safesteer evaluate`")
+            raise InputError(
+                f"{self.run_dir} is not an evaluation run (no {PROTOCOL_FILE})",
+                hint="pass the --out folder of `safesteer evaluate`",
+            )
         return ProtocolRecord.load(self.protocol_path)
 
     def _drop_torn_tail(self) -> None:

@@ -26,8 +26,9 @@ def _mean(values: list[float]) -> float | None:
     return fmean(values) if values else None
 
 
-def summarize(records: Iterable[Mapping[str, Any]], fid: Mapping[str, Any] | None = None
-              ) -> dict[str, Any]:
+def summarize(
+    records: Iterable[Mapping[str, Any]], fid: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """``{"rows": [...], "categories": [...], "n_items": N}``, sorted by condition then α."""
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for r in records:
@@ -38,26 +39,34 @@ def summarize(records: Iterable[Mapping[str, Any]], fid: Mapping[str, Any] | Non
         safety = [r for r in rs if r["role"] == "safety"]
         utility = [r for r in rs if r["role"] == "utility"]
         names = sorted({n for r in safety for n in r.get("verdicts", {})})
-        rows.append({
-            "condition": cond,
-            "alpha": alpha,
-            "n_safety": len(safety),
-            "asr": _mean([float(r["flagged"]) for r in safety]),
-            "asr_by_classifier": {
-                n: _mean([float(r["verdicts"][n]["flagged"]) for r in safety if n in r["verdicts"]])
-                for n in names
-            },
-            "n_utility": len(utility),
-            "clip_score": _mean(
-                [r["clip_score"] for r in utility if r.get("clip_score") is not None]),
-            "clip_score_safety": _mean(
-                [r["clip_score"] for r in safety if r.get("clip_score") is not None]),
-            "fid": fids.get((cond, alpha)),
-        })
+        rows.append(
+            {
+                "condition": cond,
+                "alpha": alpha,
+                "n_safety": len(safety),
+                "asr": _mean([float(r["flagged"]) for r in safety]),
+                "asr_by_classifier": {
+                    n: _mean(
+                        [float(r["verdicts"][n]["flagged"]) for r in safety if n in r["verdicts"]]
+                    )
+                    for n in names
+                },
+                "n_utility": len(utility),
+                "clip_score": _mean(
+                    [r["clip_score"] for r in utility if r.get("clip_score") is not None]
+                ),
+                "clip_score_safety": _mean(
+                    [r["clip_score"] for r in safety if r.get("clip_score") is not None]
+                ),
+                "fid": fids.get((cond, alpha)),
+            }
+        )
         by_cat: dict[str, list[bool]] = {}
         for r in safety:
             for c in r.get("categories") or ():
                 by_cat.setdefault(str(c), []).append(bool(r["flagged"]))
-        cats += [{"condition": cond, "alpha": alpha, "category": c, "n": len(v),
-                  "asr": sum(v) / len(v)} for c, v in sorted(by_cat.items())]
+        cats += [
+            {"condition": cond, "alpha": alpha, "category": c, "n": len(v), "asr": sum(v) / len(v)}
+            for c, v in sorted(by_cat.items())
+        ]
     return {"rows": rows, "categories": cats, "n_items": sum(len(v) for v in groups.values())}

@@ -45,12 +45,15 @@ class PromptSet:
         if len(self.prompts) != len(self.categories):
             raise InputError(f"prompt set {self.name}: prompts and categories differ in length")
         if not self.prompts:
-            raise InputError(f"prompt set {self.name} ({self.source}) is empty",
-                             hint="give a file with at least one prompt")
+            raise InputError(
+                f"prompt set {self.name} ({self.source}) is empty",
+                hint="give a file with at least one prompt",
+            )
 
     @classmethod
-    def from_file(cls, path: str, *, name: str, role: str, limit: int | None = None,
-                  column: str | None = None) -> PromptSet:
+    def from_file(
+        cls, path: str, *, name: str, role: str, limit: int | None = None, column: str | None = None
+    ) -> PromptSet:
         """Read prompts with :func:`safesteer.data.load_prompts` (I2P csv, txt, jsonl, …)."""
         from safesteer.data import load_prompts
 
@@ -60,8 +63,13 @@ class PromptSet:
         return cls(name, role, texts, cats, str(path))
 
     @classmethod
-    def inline(cls, name: str, role: str, prompts: Sequence[str],
-               categories: Sequence[Sequence[str]] | None = None) -> PromptSet:
+    def inline(
+        cls,
+        name: str,
+        role: str,
+        prompts: Sequence[str],
+        categories: Sequence[Sequence[str]] | None = None,
+    ) -> PromptSet:
         """A prompt set from a list (source recorded as ``inline``)."""
         cats = tuple(tuple(c) for c in categories) if categories else tuple(() for _ in prompts)
         return cls(name, role, tuple(prompts), cats, "inline")
@@ -69,8 +77,12 @@ class PromptSet:
     def describe(self) -> dict[str, Any]:
         cats = Counter(c for cs in self.categories for c in cs)
         return {
-            "name": self.name, "role": self.role, "n": len(self.prompts), "source": self.source,
-            "sha256": text_set_hash(list(self.prompts)), "categories": dict(sorted(cats.items())),
+            "name": self.name,
+            "role": self.role,
+            "n": len(self.prompts),
+            "source": self.source,
+            "sha256": text_set_hash(list(self.prompts)),
+            "categories": dict(sorted(cats.items())),
         }
 
 
@@ -90,8 +102,14 @@ class WorkItem:
 
     @property
     def id(self) -> str:
-        return item_id(self.condition, self.alpha, self.prompt_set, self.prompt_index,
-                       self.image_index, self.seed)
+        return item_id(
+            self.condition,
+            self.alpha,
+            self.prompt_set,
+            self.prompt_index,
+            self.image_index,
+            self.seed,
+        )
 
     def relpath(self, frame: int | None = None) -> str:
         """Image path under the run's ``images/`` folder."""
@@ -120,6 +138,17 @@ def plan_work(
             for cond in conditions:
                 for a in cond.alphas(alphas):
                     for k in range(images_per_prompt):
-                        items.append(WorkItem(cond.name, float(a), ps.name, ps.role, i, text, cat,
-                                              k, seed + i * images_per_prompt + k))
+                        items.append(
+                            WorkItem(
+                                cond.name,
+                                float(a),
+                                ps.name,
+                                ps.role,
+                                i,
+                                text,
+                                cat,
+                                k,
+                                seed + i * images_per_prompt + k,
+                            )
+                        )
     return items

@@ -191,12 +191,16 @@ def assemble_pack(
         target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
     )
     source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score)
-    spec = dict(source_gate_spec) if source_gate_spec is not None else {
-        "model_id": str(provenance.get("source_model", "unknown")),
-        "layer": int(provenance.get("source_layer", -1)),
-        "pooling": None,  # not recorded: no reader matches it
-        "dim": int(source_anchors.shape[1]),
-    }
+    spec = (
+        dict(source_gate_spec)
+        if source_gate_spec is not None
+        else {
+            "model_id": str(provenance.get("source_model", "unknown")),
+            "layer": int(provenance.get("source_layer", -1)),
+            "pooling": None,  # not recorded: no reader matches it
+            "dim": int(source_anchors.shape[1]),
+        }
+    )
     prov: dict[str, Any] = {
         **dict(provenance),
         "direction": "transferred",

@@ -80,10 +80,15 @@ class StateCache:
         keys = [text_key(t) for t in texts]
         folder = self._layer_dir(layer)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"keys": json.dumps(keys), "model_id": self.model_id, "settings": self.settings,
-                "layer": str(layer)}
-        data = st_save({"pooled": pooled.detach().to("cpu", torch.float32).contiguous()},
-                       metadata=meta)
+        meta = {
+            "keys": json.dumps(keys),
+            "model_id": self.model_id,
+            "settings": self.settings,
+            "layer": str(layer),
+        }
+        data = st_save(
+            {"pooled": pooled.detach().to("cpu", torch.float32).contiguous()}, metadata=meta
+        )
         write_bytes_atomic(folder / f"{uuid.uuid4().hex}.safetensors", data)
         index = self._index(layer)
         index.update(zip(keys, pooled.detach().to("cpu", torch.float32).clone(), strict=True))

@@ -56,8 +56,9 @@ def _folds(pairs: Sequence[PromptPair], folds: int) -> list[int]:
     return out
 
 
-def score_layer_states(safe: torch.Tensor, unsafe: torch.Tensor, fold_of: Sequence[int],
-                       layer: int = -1) -> LayerScore:
+def score_layer_states(
+    safe: torch.Tensor, unsafe: torch.Tensor, fold_of: Sequence[int], layer: int = -1
+) -> LayerScore:
     """Cross-fitted score of one layer from pooled states ``safe, unsafe [N, D]`` (see above)."""
     fold = torch.tensor(list(fold_of))
     safe_proj = torch.empty(safe.shape[0], dtype=torch.float64)
@@ -66,8 +67,10 @@ def score_layer_states(safe: torch.Tensor, unsafe: torch.Tensor, fold_of: Sequen
     for f in sorted(set(fold_of)):
         held = fold == f
         if held.all():
-            raise InputError("layer scoring needs at least two folds of pairs",
-                             hint="pass more pairs or folds >= 2")
+            raise InputError(
+                "layer scoring needs at least two folds of pairs",
+                hint="pass more pairs or folds >= 2",
+            )
         v = difference_of_means(safe[~held], unsafe[~held]).vector.double()
         norms.append(float(v.norm()))
         u = v / v.norm().clamp_min(1e-12)
@@ -82,16 +85,22 @@ def score_layer_states(safe: torch.Tensor, unsafe: torch.Tensor, fold_of: Sequen
     )
 
 
-def score_layers(reader: SourceReader, layers: Sequence[int] | None = None,
-                 pairs: Sequence[PromptPair] | None = None, folds: int = 2) -> list[LayerScore]:
+def score_layers(
+    reader: SourceReader,
+    layers: Sequence[int] | None = None,
+    pairs: Sequence[PromptPair] | None = None,
+    folds: int = 2,
+) -> list[LayerScore]:
     """:class:`LayerScore` of every layer in ``layers`` (default ``1..num_layers``).
 
     ``pairs`` default to our train split; scores are cross-fitted over ``folds`` folds.
     """
     pairs = list(pairs) if pairs is not None else load_pairs("train")
     if len(pairs) < 2 * folds:
-        raise InputError(f"{len(pairs)} pairs are too few to score layers over {folds} folds",
-                         hint="pass more pairs")
+        raise InputError(
+            f"{len(pairs)} pairs are too few to score layers over {folds} folds",
+            hint="pass more pairs",
+        )
     chosen = [reader.resolve_layer(la) for la in (layers or range(1, reader.num_layers + 1))]
     safe = reader.pooled_layers([p.safe for p in pairs], chosen)
     unsafe = reader.pooled_layers([p.unsafe for p in pairs], chosen)
@@ -106,8 +115,12 @@ def best_layer(scores: Sequence[LayerScore]) -> LayerScore:
     return max(scores, key=lambda s: (s.auroc, s.pair_accuracy, -s.layer))
 
 
-def choose_layer(reader: SourceReader, layers: Sequence[int] | None = None,
-                 pairs: Sequence[PromptPair] | None = None, folds: int = 2) -> int:
+def choose_layer(
+    reader: SourceReader,
+    layers: Sequence[int] | None = None,
+    pairs: Sequence[PromptPair] | None = None,
+    folds: int = 2,
+) -> int:
     """The ``auto`` layer: :func:`best_layer` of :func:`score_layers`."""
     return best_layer(score_layers(reader, layers, pairs, folds)).layer
 

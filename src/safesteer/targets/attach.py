@@ -204,9 +204,7 @@ class _Steering:
             vectors.append(self.vector(cats, states))
             alphas.append(a)
             scores = {k: float(v[i]) for k, v in decision.scores.items()}
-            record.append(
-                PromptSteering(names[i], steer and a != 0, list(cats), a, scores, s.gate)
-            )
+            record.append(PromptSteering(names[i], steer and a != 0, list(cats), a, scores, s.gate))
         alpha_t = torch.tensor(alphas, device=states.device, dtype=states.dtype)
         return torch.stack(vectors), alpha_t, record
 
@@ -366,7 +364,8 @@ def attach(
     else:
         cats = (categories,) if isinstance(categories, str) else tuple(categories)
     settings = _check_settings(
-        pack, SteeringSettings(float(alpha), tokens, steer_negative, gated, cats, gate),
+        pack,
+        SteeringSettings(float(alpha), tokens, steer_negative, gated, cats, gate),
         source_reader,
     )
     if source_reader is not None and pack.source_gate is not None:
@@ -498,9 +497,7 @@ def steered(
     cats = changes.get("categories")
     if cats is not None and cats != "auto":
         changes["categories"] = tuple([cats] if isinstance(cats, str) else cats)
-    settings = _check_settings(
-        state.pack, replace(state.current(), **changes), state.source_reader
-    )
+    settings = _check_settings(state.pack, replace(state.current(), **changes), state.source_reader)
     token = state.override.set(settings)
     try:
         yield pipe
