@@ -17,12 +17,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
 
-__all__ = ["anchor_scale_ratio", "calibrate", "calibrate_zscore"]
+__all__ = ["CALIBRATIONS", "anchor_scale_ratio", "calibrate", "calibrate_beta", "calibrate_zscore"]
 
 
 def _centred_median_norm(anchors: Tensor, name: str) -> float:
@@ -90,3 +92,22 @@ def calibrate_zscore(
         raise InputError("benign source anchors have no spread along the source direction")
     length = float(torch.linalg.vector_norm(source_vector.double())) / sigma_s * sigma_t
     return (length * u_t).to(transported.dtype)
+
+
+def calibrate_beta(
+    transported: Tensor,
+    source_vector: Tensor,
+    source_anchors: Tensor,
+    target_anchors: Tensor,
+) -> Tensor:
+    """The paper's rule from the anchors: :func:`calibrate` with β = :func:`anchor_scale_ratio`."""
+    return calibrate(transported, source_vector, anchor_scale_ratio(source_anchors, target_anchors))
+
+
+#: a calibration rule: ``(ṽ, v_s, benign source anchors, benign target anchors) → v_t``
+CalibrationRule = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+#: the rules by name; ``build_pack(calibration=...)`` and every ``--calibration`` read this table
+CALIBRATIONS: dict[str, CalibrationRule] = {
+    "beta": calibrate_beta,
+    "zscore": calibrate_zscore,
+}

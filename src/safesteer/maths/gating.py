@@ -16,6 +16,8 @@ benign standard deviations), and
   benign anchors, ``Σ = (1−γ)·S + γ·(tr S / D)·I`` with γ by Ledoit–Wolf unless given
   (LDA-like, using the benign covariance only).
 
+The scores are the entries of :data:`GATE_SCORES` (one function each, giving the ``u_c``).
+
 A name *triggers* when its score exceeds its threshold. Thresholds, one per name, are the same
 benign quantile q of each name's benign scores, with q found by bisection so that the fraction
 of benign anchors on which **any** name triggers equals ``false_trigger_rate``.
@@ -33,8 +35,9 @@ Example:
     >>> benign = torch.randn(2000, 8, generator=g)
     >>> v = torch.zeros(8); v[0] = 1.0                       # safe side is +x0
     >>> gate = Gate(false_trigger_rate=0.05).fit(benign, {"global": v})
-    >>> round(float(gate.decide(benign).steer.float().mean()), 2)
-    0.05
+    >>> rate = float(gate.decide(benign).steer.float().mean())  # thresholds held out: ≈ 5%
+    >>> abs(rate - 0.05) < 0.02
+    True
     >>> unsafe = benign[:100] - 6 * v                        # pushed to the unsafe side
     >>> bool(gate.decide(unsafe).steer.float().mean() > 0.9)
     True
@@ -42,7 +45,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -51,10 +54,9 @@ from torch import Tensor
 
 from safesteer.errors import InputError, PackError
 
-__all__ = ["GLOBAL", "Gate", "GateDecision", "ledoit_wolf_shrinkage"]
+__all__ = ["GATE_SCORES", "GLOBAL", "Gate", "GateDecision", "ledoit_wolf_shrinkage"]
 
 GLOBAL = "global"
-_SCORES = ("projection", "whitened")
 
 
 @dataclass
@@ -117,6 +119,34 @@ def _shrunk_solve(centred: Tensor, v: Tensor, gamma: float) -> Tensor:
     return torch.linalg.solve(sigma, vd)
 
 
+def projection_directions(
+    centred: Tensor, vectors: Tensor, shrinkage: float | None
+) -> tuple[Tensor, float]:
+    """``score="projection"``: ``u_c ∝ v_c`` (no covariance; γ reported as 0)."""
+    return vectors, 0.0
+
+
+def whitened_directions(
+    centred: Tensor, vectors: Tensor, shrinkage: float | None
+) -> tuple[Tensor, float]:
+    """``score="whitened"``: ``u_c ∝ Σ⁻¹ v_c``, one factorisation for every name.
+
+    ``Σ = (1−γ)·S + γ·(tr S / D)·I``; γ is ``shrinkage`` or, when None, Ledoit–Wolf's.
+    """
+    gamma = float(shrinkage) if shrinkage is not None else ledoit_wolf_shrinkage(centred)
+    return _shrunk_solve(centred, vectors, gamma), gamma
+
+
+#: how a gate scores a prompt, by name: ``(centred benign states [N, D], vectors [D, K],
+#: shrinkage asked for) → (unnormalised score directions [D, K], shrinkage used)``.
+#: The one list of gate scores: ``Gate(score=...)`` and every ``--gate-score`` read it.
+ScoreDirections = Callable[[Tensor, Tensor, float | None], tuple[Tensor, float]]
+GATE_SCORES: dict[str, ScoreDirections] = {
+    "projection": projection_directions,
+    "whitened": whitened_directions,
+}
+
+
 class Gate:
     """Per-prompt steering gate, thresholds from benign pooled target states only.
 
@@ -146,8 +176,10 @@ class Gate:
                 f"false_trigger_rate must be in (0, 1); got {false_trigger_rate}",
                 hint="e.g. 0.05 for 5% of benign prompts",
             )
-        if score not in _SCORES:
-            raise InputError(f"unknown gate score {score!r}", hint=f"choose one of {_SCORES}")
+        if score not in GATE_SCORES:
+            raise InputError(
+                f"unknown gate score {score!r}", hint=f"choose one of {tuple(GATE_SCORES)}"
+            )
         if shrinkage is not None and not 0.0 <= shrinkage <= 1.0:
             raise InputError(f"shrinkage must be in [0, 1]; got {shrinkage}")
         if not 0.0 <= calibration_fraction < 1.0:
@@ -181,17 +213,11 @@ class Gate:
         x = fit_part.double()
         self.centre_ = x.mean(dim=0)
         xc = x - self.centre_
-        self.shrinkage_ = (
-            (float(self.shrinkage) if self.shrinkage is not None else ledoit_wolf_shrinkage(xc))
-            if self.score == "whitened"
-            else 0.0
-        )
         self.directions_: dict[str, Tensor] = {}
         self.scales_: dict[str, float] = {}
         names = list(vectors)
         stacked = torch.stack([vectors[n].double() for n in names], dim=1)  # [D, K]
-        if self.score == "whitened":  # one factorisation for every name
-            stacked = _shrunk_solve(xc, stacked, self.shrinkage_)
+        stacked, self.shrinkage_ = GATE_SCORES[self.score](xc, stacked, self.shrinkage)
         for k, name in enumerate(names):
             u = stacked[:, k]
             norm = torch.linalg.vector_norm(u)
