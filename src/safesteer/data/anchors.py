@@ -12,7 +12,7 @@ offline, so we generate the same two kinds combinatorially from word lists writt
 
 The two kinds are interleaved (3 captions : 2 sentences), so any prefix ``benign_anchors(n)``
 mixes both. Every prompt is distinct; the list never changes between runs or machines
-(:class:`random.Random` with a fixed seed).
+(:class:`random.Random` with a fixed seed). :func:`read_anchors` reads a user's own anchors.
 
 Example:
     >>> anchors = benign_anchors()
@@ -25,7 +25,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
+from safesteer.data.loaders import load_prompts
 from safesteer.errors import InputError
 
 ANCHORS_SOURCE = "safesteer (ours): generated from our word lists"
@@ -374,4 +376,9 @@ def benign_anchors(n: int | None = None) -> list[str]:
     return list(anchors[:n])
 
 
-__all__ = ["ANCHORS_SOURCE", "benign_anchors"]
+def read_anchors(path: str | Path) -> list[str]:
+    """A user's benign anchor prompts, from any prompt file :func:`load_prompts` reads."""
+    return [r.prompt for r in load_prompts(path)]
+
+
+__all__ = ["ANCHORS_SOURCE", "benign_anchors", "read_anchors"]

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from safesteer.data.categories import CATEGORIES
 from safesteer.errors import InputError
@@ -59,4 +60,28 @@ def load_pairs(split: str = "train", categories: tuple[str, ...] | None = None) 
     ]
 
 
-__all__ = ["PAIRS_SOURCE", "SPLITS", "PromptPair", "load_pairs"]
+def read_pairs(path: str | Path) -> list[PromptPair]:
+    """A user's prompt pairs: a JSON-lines file, one ``{"safe", "unsafe", "category"}`` a line."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"pairs file {p} does not exist", hint="check the path")
+    pairs = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append(
+                PromptPair(str(row["safe"]), str(row["unsafe"]), str(row.get("category", "all")))
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{p}:{i} is not a pair ({exc})",
+                hint='write one {"safe": ..., "unsafe": ..., "category": ...} object per line',
+            ) from None
+    if not pairs:
+        raise InputError(f"pairs file {p} holds no pairs", hint="add at least 2 pairs")
+    return pairs
+
+
+__all__ = ["PAIRS_SOURCE", "SPLITS", "PromptPair", "load_pairs", "read_pairs"]

@@ -14,15 +14,21 @@ projection ``⟨h(x), v/‖v‖⟩``. Over all folds:
 to read). All layers are read in one pass of the model.
 
 Example:
-    >>> reader = SourceReader.from_preset("smollm2-135m")  # doctest: +SKIP
-    >>> best = choose_layer(reader)  # doctest: +SKIP
+    >>> import torch
+    >>> unsafe = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    >>> safe = unsafe + 10 * torch.eye(8)[0]  # planted: every pair differs along e0
+    >>> score = score_layer_states(safe, unsafe, [i % 2 for i in range(40)], layer=3)
+    >>> score.auroc, score.pair_accuracy
+    (1.0, 1.0)
+    >>> from safesteer.models import SourceReader
+    >>> best = choose_layer(SourceReader.from_preset("smollm2-135m"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
@@ -31,8 +37,17 @@ from safesteer.errors import InputError
 from safesteer.maths.directions import difference_of_means
 from safesteer.maths.metrics import auroc
 
-if TYPE_CHECKING:
-    from safesteer.models.source import SourceReader
+
+class LayerReader(Protocol):
+    """What layer scoring needs from a reader (:class:`safesteer.models.SourceReader` is one)."""
+
+    num_layers: int
+
+    def resolve_layer(self, layer: int) -> int: ...
+
+    def pooled_layers(
+        self, prompts: Sequence[str], layers: Sequence[int]
+    ) -> dict[int, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ def score_layer_states(
 
 
 def score_layers(
-    reader: SourceReader,
+    reader: LayerReader,
     layers: Sequence[int] | None = None,
     pairs: Sequence[PromptPair] | None = None,
     folds: int = 2,
@@ -116,7 +131,7 @@ def best_layer(scores: Sequence[LayerScore]) -> LayerScore:
 
 
 def choose_layer(
-    reader: SourceReader,
+    reader: LayerReader,
     layers: Sequence[int] | None = None,
     pairs: Sequence[PromptPair] | None = None,
     folds: int = 2,
@@ -125,4 +140,11 @@ def choose_layer(
     return best_layer(score_layers(reader, layers, pairs, folds)).layer
 
 
-__all__ = ["LayerScore", "best_layer", "choose_layer", "score_layer_states", "score_layers"]
+__all__ = [
+    "LayerReader",
+    "LayerScore",
+    "best_layer",
+    "choose_layer",
+    "score_layer_states",
+    "score_layers",
+]

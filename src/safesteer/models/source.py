@@ -41,7 +41,13 @@ from torch import Tensor, nn
 from safesteer.errors import InputError, ModelLoadError
 from safesteer.maths.pooling import DEFAULT_OUTLIER_RATIO, robust_mean
 from safesteer.models.cache import StateCache
-from safesteer.models.zoo import LoadedModel, cache_dir, load_preset, load_pretrained
+from safesteer.models.zoo import (
+    LoadedModel,
+    cache_dir,
+    is_preset,
+    load_preset,
+    load_pretrained,
+)
 
 _PROGRESS_MIN_PROMPTS = 256  # below this a bar is noise
 
@@ -146,15 +152,13 @@ class SourceReader:
         hub id or folder before ``@`` / ``:``. The pooling settings (chat template, outlier
         ratio, max length) come from the spec; ``kw`` adds reader options such as ``cache``.
         """
-        from safesteer.models.zoo import PRESETS
-
         model_id = str(spec.get("model_id", ""))
         pooling = dict(spec.get("pooling") or {})
         options = {
             k: pooling[k] for k in ("chat_template", "outlier_ratio", "max_length") if k in pooling
         }
         name = model_id.split("@")[0]
-        if name in PRESETS:
+        if is_preset(name):
             return cls.from_preset(name, **options, **kw)
         path = model_id.rsplit(":", 1)[0] if Path(model_id.rsplit(":", 1)[0]).exists() else name
         if not path:
@@ -332,9 +336,8 @@ class SourceReader:
         result: dict[int, Tensor] = {}
         for key, layer in absolute.items():
             vectors = found[layer]
-            result[int(layer) if isinstance(key, str) else key] = torch.stack(
-                [vectors[r] for r in rows]
-            )  # type: ignore[misc]
+            stacked = [vectors[r] for r in rows]  # every row is filled above
+            result[int(layer) if isinstance(key, str) else key] = torch.stack(stacked)  # type: ignore[arg-type]
         return result
 
     def pooled(self, prompts: Sequence[str], layer: int | str) -> Tensor:
@@ -349,4 +352,12 @@ class SourceReader:
         )
 
 
-__all__ = ["SourceReader"]
+def load_source(name: str, **kw: Any) -> SourceReader:
+    """A reader for a packaged preset (:meth:`SourceReader.from_preset`) or any other model id,
+    folder or GGUF file (:meth:`SourceReader.from_pretrained`)."""
+    if is_preset(name):
+        return SourceReader.from_preset(name, **kw)
+    return SourceReader.from_pretrained(name, **kw)
+
+
+__all__ = ["SourceReader", "load_source"]

@@ -14,8 +14,8 @@ GGUF presets are dequantised once into an fp32 safetensors copy under
 dequantised Q4 weights, not the original fp16 ones.
 
 Example:
-    >>> loaded = load_preset("minilm-l6")  # doctest: +SKIP
-    >>> loaded.kind, loaded.model.config.num_hidden_layers  # doctest: +SKIP
+    >>> loaded = load_preset("minilm-l6")
+    >>> loaded.kind, loaded.model.config.num_hidden_layers
     ('encoder', 6)
 """
 
@@ -39,11 +39,6 @@ import torch
 from safesteer.errors import ModelLoadError
 
 Kind = Literal["causal-lm", "encoder"]
-PRESETS: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "minilm-l6")
-_OFFLINE_HINT = (
-    "the hub is unreachable offline: use a preset (smollm2-135m, gemma3-270m, minilm-l6) or a "
-    "local folder / GGUF file"
-)
 
 
 @dataclass
@@ -193,6 +188,17 @@ _LOADERS: dict[str, Callable[[], LoadedModel]] = {
     "gemma3-270m": _gemma3,
     "minilm-l6": _minilm,
 }
+#: the packaged presets, by name (the module table)
+PRESETS: tuple[str, ...] = tuple(_LOADERS)
+_OFFLINE_HINT = (
+    f"the hub is unreachable offline: use a preset ({', '.join(PRESETS)}) or a "
+    "local folder / GGUF file"
+)
+
+
+def is_preset(name: str) -> bool:
+    """A packaged preset name (anything else: a hub id, a folder or ``tiny-<family>``)."""
+    return name in PRESETS
 
 
 def load_preset(name: str) -> LoadedModel:
@@ -282,4 +288,4 @@ def load_pretrained(
     return LoadedModel(model.eval(), tokenizer, ident, kind)
 
 
-__all__ = ["PRESETS", "LoadedModel", "cache_dir", "load_preset", "load_pretrained"]
+__all__ = ["PRESETS", "LoadedModel", "cache_dir", "is_preset", "load_preset", "load_pretrained"]
