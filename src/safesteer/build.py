@@ -12,34 +12,41 @@ The method (method.md §1–§5) in one place, each step a named library call:
 :func:`assemble_pack` works on pooled states already computed (the default job reads each model
 once and builds many packs from the same states); :func:`build_pack` reads the states first.
 
-Example (needs the packaged models; see ``safesteer build --help``):
-    >>> from safesteer.models import SourceReader                      # doctest: +SKIP
-    >>> from safesteer.targets import EncoderTarget                    # doctest: +SKIP
+Example (the packaged models; ``safesteer build`` is the same from the command line):
+    >>> from safesteer.models import SourceReader
+    >>> from safesteer.targets import EncoderTarget
     >>> pack = build_pack(SourceReader.from_preset("smollm2-135m"), 20,
     ...                   EncoderTarget.from_preset("minilm-l6"), "ridge")  # doctest: +SKIP
+
+:func:`assemble_pack` on pooled states (here planted: the target is the source, scaled by 2):
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> anchors = torch.randn(300, 6, generator=g)
+    >>> safe, unsafe = torch.randn(40, 6, generator=g) + 1, torch.randn(40, 6, generator=g)
+    >>> built = assemble_pack(source=SidePairs(safe, unsafe, ("a",) * 40),
+    ...                       source_anchors=anchors, target_anchors=2 * anchors,
+    ...                       map_kind="procrustes", target_id="toy",
+    ...                       conditioning_space="toy/space", provenance={})
+    >>> round(built.beta, 6), built.pack.categories
+    (2.0, ['a'])
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
-from safesteer.maths.alignment import AlignmentMap, make_map
-from safesteer.maths.calibration import anchor_scale_ratio, calibrate, calibrate_zscore
+from safesteer.maths.alignment import MAPS, AlignmentMap, make_map
+from safesteer.maths.calibration import CALIBRATIONS, anchor_scale_ratio
 from safesteer.maths.directions import Direction, category_directions, difference_of_means
 from safesteer.maths.gating import Gate
 from safesteer.pack import SafetyPack, source_spec
 from safesteer.provenance import environment_record, text_set_hash
-
-MAP_KINDS: tuple[str, ...] = ("procrustes", "ridge", "mlp")
-CALIBRATIONS: tuple[str, ...] = ("beta", "zscore")
 
 
 class SourceLike(Protocol):
@@ -158,10 +165,8 @@ def assemble_pack(
     reads; without it the spec records only the provenance's source model and layer (a reader
     then cannot be checked against it, and ``attach(gate="source")`` refuses).
     """
-    if map_kind not in MAP_KINDS:
-        raise InputError(
-            f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAP_KINDS)}"
-        )
+    if map_kind not in MAPS:
+        raise InputError(f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAPS)}")
     if calibration not in CALIBRATIONS:
         raise InputError(
             f"unknown calibration {calibration!r}", hint=f"use one of {', '.join(CALIBRATIONS)}"
@@ -173,6 +178,7 @@ def assemble_pack(
     v_s, cat_s = source.directions("source", src_prov)
     fitted = make_map(map_kind, **dict(map_kwargs or {})).fit(source_anchors, target_anchors)
     beta = anchor_scale_ratio(source_anchors, target_anchors)
+    rule = CALIBRATIONS[calibration]
 
     def carry(direction: Direction) -> Tensor:
         if direction.category is None:
@@ -181,9 +187,7 @@ def assemble_pack(
             keep = torch.tensor([c == direction.category for c in source.categories])
             safe, unsafe = source.safe[keep], source.unsafe[keep]
         moved = transported_vector(fitted, direction, safe, unsafe)
-        if calibration == "zscore":
-            return calibrate_zscore(moved, direction.vector, source_anchors, target_anchors).float()
-        return calibrate(moved, direction.vector, beta).float()
+        return rule(moved, direction.vector, source_anchors, target_anchors).float()
 
     v_t = carry(v_s)
     cat_t = {c: carry(d) for c, d in cat_s.items()}
@@ -318,39 +322,6 @@ def build_pack(
         map_kwargs=map_kwargs,
         source_gate_spec=source_spec(source, layer),
     ).pack
-
-
-def read_pairs(path: str | Path) -> list[Any]:
-    """Prompt pairs from a JSON-lines file: one ``{"safe", "unsafe", "category"}`` object a line."""
-    from safesteer.data import PromptPair
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"pairs file {p} does not exist", hint="check the path")
-    pairs = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            pairs.append(
-                PromptPair(str(row["safe"]), str(row["unsafe"]), str(row.get("category", "all")))
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(
-                f"{p}:{i} is not a pair ({exc})",
-                hint='write one {"safe": ..., "unsafe": ..., "category": ...} object per line',
-            ) from None
-    if not pairs:
-        raise InputError(f"pairs file {p} holds no pairs", hint="add at least 2 pairs")
-    return pairs
-
-
-def read_anchors(path: str | Path) -> list[str]:
-    """Benign anchor prompts from any prompt file :func:`safesteer.data.load_prompts` reads."""
-    from safesteer.data import load_prompts
-
-    return [r.prompt for r in load_prompts(path)]
 
 
 def stack_pairs(states: Mapping[str, Tensor], pairs: Sequence[Any]) -> SidePairs:
