@@ -22,11 +22,16 @@ Per-call overrides of ``alpha`` / ``categories`` / ``gated`` go through :func:`s
 hooks). :func:`last_steering` says what the last call did, per prompt.
 
 Example:
-    >>> attach(pipe, pack, alpha=5.0)  # doctest: +SKIP
-    >>> image = pipe("a photo of a cat").images[0]  # doctest: +SKIP
-    >>> with steered(pipe, pack, alpha=3.0):  # doctest: +SKIP
-    ...     image = pipe("a photo of a cat").images[0]
-    >>> detach(pipe)  # doctest: +SKIP
+    >>> import torch
+    >>> from safesteer import SafetyPack, tiny_pipeline
+    >>> pipe = tiny_pipeline("sd")  # RANDOM weights: the image is noise, the path is real
+    >>> pack = SafetyPack(torch.ones(32), {}, "tiny-sd", "sd/clip", {})  # a toy vector
+    >>> call = {"num_inference_steps": 2, "height": 32, "width": 32}
+    >>> attach(pipe, pack, alpha=5.0)
+    >>> image = pipe("a photo of a cat", **call).images[0]
+    >>> with steered(pipe, alpha=0.0):  # per-call override: this call is unsteered
+    ...     image = pipe("a photo of a cat", **call).images[0]
+    >>> detach(pipe)
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import Tensor
@@ -52,6 +57,10 @@ from safesteer.targets.base import RawStates, TargetAdapter, unpad_states
 _STATE_ATTR = "_safesteer_state"
 Categories = None | Literal["auto"] | tuple[str, ...]
 GateSide = Literal["target", "source"]
+Tokens = Literal["all", "real"]
+#: allowed values, declared once (``--gate`` / ``--tokens`` choices read these)
+GATE_SIDES: tuple[str, ...] = get_args(GateSide)
+TOKENS: tuple[str, ...] = get_args(Tokens)
 
 
 class SourceStates(Protocol):
@@ -67,7 +76,7 @@ class SteeringSettings:
     """How an attached pipeline is steered (see the module docstring)."""
 
     alpha: float = 1.0
-    tokens: Literal["all", "real"] = "all"
+    tokens: Tokens = "all"
     steer_negative: bool = False
     gated: bool = False
     categories: Categories = None
@@ -103,9 +112,9 @@ class PromptSteering:
 def _check_settings(
     pack: SafetyPack, s: SteeringSettings, source_reader: SourceStates | None = None
 ) -> SteeringSettings:
-    if s.tokens not in ("all", "real"):
+    if s.tokens not in TOKENS:
         raise InputError(f"tokens must be 'all' or 'real'; got {s.tokens!r}")
-    if s.gate not in ("target", "source"):
+    if s.gate not in GATE_SIDES:
         raise InputError(f"gate must be 'target' or 'source'; got {s.gate!r}")
     cats = s.categories
     if cats is not None and cats != "auto":
@@ -312,7 +321,7 @@ def attach(
     pack: SafetyPack,
     alpha: float = 1.0,
     *,
-    tokens: Literal["all", "real"] = "all",
+    tokens: Tokens = "all",
     steer_negative: bool = False,
     gated: bool = False,
     categories: str | Sequence[str] | None = None,

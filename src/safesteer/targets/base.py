@@ -5,15 +5,19 @@ states the pipeline feeds its denoiser by calling the pipeline's own prompt enco
 re-implementation), plus a mask of the prompt's real tokens, so that maps fitted on
 :meth:`TargetAdapter.pooled` and steering at inference see the same states.
 
-Subclasses (one per family, e.g. :class:`~safesteer.targets.flux.FluxAdapter`) implement four
-small hooks used both here and by :func:`safesteer.attach`:
+Subclasses (one per family, e.g. :class:`~safesteer.targets.flux.FluxAdapter`) set the class
+attributes below and implement ``_encode_call(prompts)`` (call the pipeline's encoder with its
+defaults, guidance off). Three hooks, used both here and by :func:`safesteer.attach`, read what
+the encoder returned; their defaults fit the usual ``(prompt_embeds, negative_prompt_embeds,
+*rest)`` tuple, and a family overrides only what differs:
 
-- ``_encode_call(prompts)``: call the pipeline's encoder with its defaults, guidance off;
-- ``positive(out)`` / ``negative(out)``: pick the (states, mask-or-None) of a branch out of what
-  the encoder returned;
-- ``replace(out, positive, negative)``: the same return value with those states swapped in.
+- ``positive(out)`` / ``negative(out)``: the (states, mask-or-None) of a branch
+  (default: ``out[0]`` / ``out[1]``; no negative branch for a two-call family);
+- ``replace(out, positive, negative)``: the same return value with those states swapped in
+  (default: ``(positive, negative or out[1], *out[2:])``).
 
 Example:
+    >>> from safesteer.targets import adapter_for, tiny_pipeline
     >>> adapter = adapter_for(tiny_pipeline("sd"))
     >>> enc = adapter.encode(["a photo of a cat"])
     >>> enc.states.shape, int(enc.mask.sum())
@@ -104,6 +108,7 @@ class TargetAdapter:
         pipeline_classes: diffusers class names this adapter serves.
         two_call_cfg: True where the pipeline encodes the negative prompt with a second call of
             ``encode_prompt`` (FLUX, Qwen-Image) rather than returning both branches at once.
+        makes_video: True where the pipeline returns video frames (``out.frames``), not images.
         default_max_sequence_length: the pipeline ``__call__``'s default text length.
     """
 
@@ -111,6 +116,7 @@ class TargetAdapter:
     space: ClassVar[str] = ""
     pipeline_classes: ClassVar[tuple[str, ...]] = ()
     two_call_cfg: ClassVar[bool] = False
+    makes_video: ClassVar[bool] = False
     default_max_sequence_length: ClassVar[int | None] = None
     encode_method: ClassVar[str] = "encode_prompt"
 
@@ -232,17 +238,20 @@ class TargetAdapter:
     def _encode_call(self, prompts: list[str]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
+        """The positive branch in ``out``: ``out[0]``, no mask (the tokenizer gives it)."""
+        return out[0], None
 
     def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        """The negative branch in ``out`` (None where this call returns no negative branch)."""
-        return None, None
+        """The negative branch in ``out``: ``out[1]`` (None for a two-call family, whose second
+        call encodes the negative prompt as its positive branch)."""
+        if self.two_call_cfg:
+            return None, None
+        return out[1], None
 
-    def replace(
-        self, out: Any, positive: RawStates, negative: RawStates | None
-    ) -> Any:  # pragma: no cover
-        raise NotImplementedError
+    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
+        """``out`` with the positive states (and the negative ones, when given) swapped in."""
+        return (positive, out[1] if negative is None else negative, *out[2:])
 
     def _msl_kwargs(self) -> dict[str, int]:
         msl = self.max_sequence_length

@@ -6,6 +6,7 @@ padding positions carry states too (the denoiser attends to all 226). Mask: the 
 attention mask (words + ``</s>``).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> CogVideoXAdapter(tiny_pipeline("cogvideox"), max_sequence_length=16).conditioning_space
     'cogvideox/t5'
 """
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class CogVideoXAdapter(TargetAdapter):
@@ -24,6 +23,7 @@ class CogVideoXAdapter(TargetAdapter):
 
     family = "cogvideox"
     space = "t5"
+    makes_video = True
     pipeline_classes = ("CogVideoXPipeline",)
     default_max_sequence_length = 226
 
@@ -34,12 +34,3 @@ class CogVideoXAdapter(TargetAdapter):
             device=self.pipe._execution_device,
             **self._msl_kwargs(),
         )
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative)

@@ -13,8 +13,8 @@ encoder's width is conditioned by a real encoder, and :func:`safesteer.attach` s
 any pipeline. :func:`tiny_encoder_pipeline` builds one (random UNet/VAE weights, real encoder).
 
 Example:
-    >>> target = EncoderTarget.from_preset("minilm-l6")  # doctest: +SKIP
-    >>> target.conditioning_space, target.dim  # doctest: +SKIP
+    >>> target = EncoderTarget.from_preset("minilm-l6")
+    >>> target.conditioning_space, target.dim
     ('encoder/minilm-l6', 384)
 """
 
@@ -91,10 +91,10 @@ class EncoderTarget(TargetAdapter):
         return _encode(self.model, self.tokenizer, prompts, self.max_length, device)
 
     def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], out[1]
+        return out[0], out[1]  # (states, mask): a plain encoder has no negative branch
 
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1])
+    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
+        return None, None
 
 
 class EncoderConditionedPipeline(StableDiffusionPipeline):
@@ -175,15 +175,6 @@ class EncoderPipelineAdapter(TargetAdapter):
             tok.attention_mask.bool().repeat_interleave(n // len(prompts), dim=0).to(states.device)
         )
 
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative)
-
 
 def tiny_encoder_pipeline(
     encoder: EncoderTarget | str = "minilm-l6", seed: int = 0
@@ -191,8 +182,8 @@ def tiny_encoder_pipeline(
     """A tiny **random-weight** UNet + VAE conditioned by a real encoder (a preset name or target).
 
     Example:
-        >>> pipe = tiny_encoder_pipeline("minilm-l6")  # doctest: +SKIP
-        >>> pipe.unet.config.cross_attention_dim  # doctest: +SKIP
+        >>> pipe = tiny_encoder_pipeline("minilm-l6")
+        >>> pipe.unet.config.cross_attention_dim
         384
     """
     from safesteer.targets.tiny import _ddim, _sd_unet, _sd_vae

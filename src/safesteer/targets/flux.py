@@ -10,6 +10,7 @@ pooled CLIP-L vector (fed to the modulation, not to attention) is left alone. Wi
 positive one. Mask: T5's attention mask (words + ``</s>``).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> FluxAdapter(tiny_pipeline("flux"), max_sequence_length=16).conditioning_space
     'flux/t5'
 """
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class FluxAdapter(TargetAdapter):
@@ -48,9 +47,3 @@ class FluxAdapter(TargetAdapter):
 
     def mask_tokenizer(self) -> Any:
         return self.pipe.tokenizer_2
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1], out[2])

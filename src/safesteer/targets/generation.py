@@ -7,8 +7,11 @@ family and conditioning space, whether the weights are random, the pack file and
 categories and gate scores, and the software versions.
 
 Example:
-    >>> pipe, adapter = load_pipeline("tiny-sd")  # doctest: +SKIP
-    >>> record = generate_to_folder(pipe, adapter, ["a cat"], "out", pack=pack)  # doctest: +SKIP
+    >>> from safesteer.targets import load_pipeline
+    >>> pipe, adapter = load_pipeline("tiny-sd")  # RANDOM weights
+    >>> record = generate_to_folder(pipe, adapter, ["a cat"], "out", steps=2, height=32, width=32)
+    >>> record["random_weights"], len(record["items"])  # unsteered: no pack given
+    (True, 1)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +29,8 @@ import torch
 from safesteer.atomic import write_bytes_atomic, write_json_atomic
 from safesteer.errors import InputError
 from safesteer.pack import SafetyPack
-from safesteer.targets.attach import attach, detach, last_steering
+from safesteer.targets.attach import GateSide, Tokens, attach, detach, last_steering
 from safesteer.targets.base import TargetAdapter
-
-VIDEO_FAMILIES = ("wan", "cogvideox")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -59,7 +60,7 @@ def generate_to_folder(
     pack: SafetyPack | None = None,
     pack_path: str | Path | None = None,
     alpha: float = 1.0,
-    tokens: Literal["all", "real"] = "all",
+    tokens: Tokens = "all",
     gated: bool = False,
     categories: str | Sequence[str] | None = None,
     steer_negative: bool = False,
@@ -72,7 +73,7 @@ def generate_to_folder(
     negative_prompt: str | None = None,
     pipeline_id: str | None = None,
     call_kwargs: dict[str, Any] | None = None,
-    gate: Literal["target", "source"] = "target",
+    gate: GateSide = "target",
     source_reader: Any = None,
 ) -> dict[str, Any]:
     """Generate one image (or frame sequence) per prompt into ``out_dir``; return the record.
@@ -86,7 +87,7 @@ def generate_to_folder(
         raise InputError("no prompts to generate", hint="pass --prompt TEXT or --prompts FILE")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    video = adapter.family in VIDEO_FAMILIES
+    video = adapter.makes_video
     kwargs: dict[str, Any] = dict(call_kwargs or {})
     for key, value in (
         ("num_inference_steps", steps),

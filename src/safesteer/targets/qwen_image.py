@@ -9,6 +9,7 @@ template's closing tokens). True CFG encodes the negative prompt with a second c
 first call of each pipeline call is the positive one.
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> QwenImageAdapter(tiny_pipeline("qwen_image")).conditioning_space
     'qwen_image/qwen2.5-vl'
 """
@@ -42,6 +43,3 @@ class QwenImageAdapter(TargetAdapter):
         if mask is None:  # the pipeline drops an all-ones mask
             mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
         return states, mask
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1])

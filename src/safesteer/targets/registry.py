@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from safesteer.errors import InputError, ModelLoadError
+from safesteer.models.zoo import is_preset
 from safesteer.targets.base import TargetAdapter
 from safesteer.targets.cogvideox import CogVideoXAdapter
-from safesteer.targets.encoder import EncoderPipelineAdapter
+from safesteer.targets.encoder import EncoderPipelineAdapter, EncoderTarget
 from safesteer.targets.flux import FluxAdapter
 from safesteer.targets.qwen_image import QwenImageAdapter
 from safesteer.targets.sana import SanaAdapter
@@ -76,6 +77,7 @@ def adapter_for(
     tiny pipelines made by :func:`load_pipeline` carry their own fast defaults.
 
     Example:
+        >>> from safesteer.targets import tiny_pipeline
         >>> adapter_for(tiny_pipeline("sd")).conditioning_space
         'sd/clip'
     """
@@ -85,6 +87,15 @@ def adapter_for(
     if cls is SD3Adapter and conditioning_space == "sd3/t5":
         defaults.setdefault("part", "t5")
     return cls(pipe, **defaults)
+
+
+def load_target(name: str) -> tuple[Any, Any]:
+    """``(adapter, pipeline or None)``: a packaged encoder preset as an :class:`EncoderTarget`
+    (no pipeline), or anything :func:`load_pipeline` loads (hub id, folder, ``tiny-<family>``)."""
+    if is_preset(name):
+        return EncoderTarget.from_preset(name), None
+    pipe, adapter = load_pipeline(name)
+    return adapter, pipe
 
 
 def _family_of(pipe: Any) -> str:

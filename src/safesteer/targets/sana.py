@@ -9,6 +9,7 @@ the returned attention mask is the real-token mask (instruction tokens count as 
 states are dominated by the shared instruction — known weakness for maps and gating).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> SanaAdapter(tiny_pipeline("sana"), max_sequence_length=16).conditioning_space
     'sana/gemma2'
 """

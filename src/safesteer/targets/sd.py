@@ -6,6 +6,7 @@ the UNet cross-attends to ``prompt_embeds`` (the two are concatenated for CFG in
 attention mask (BOS, words, EOS).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> SDAdapter(tiny_pipeline("sd")).conditioning_space
     'sd/clip'
 """
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class SDAdapter(TargetAdapter):
@@ -28,12 +27,3 @@ class SDAdapter(TargetAdapter):
 
     def _encode_call(self, prompts: list[str]) -> Any:
         return self.pipe.encode_prompt(prompts, self.pipe._execution_device, 1, False)
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative)

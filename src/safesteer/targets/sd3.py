@@ -12,6 +12,7 @@ Two spaces, chosen by the pack (steer only the space it was fitted on):
 - ``"sd3/t5"``: only the T5 positions (the CLIP part and the pooled vectors are left alone).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> SD3Adapter(tiny_pipeline("sd3"), max_sequence_length=16).encode(["a cat"]).states.shape
     torch.Size([1, 93, 32])
 """
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class SD3Adapter(TargetAdapter):
@@ -59,15 +60,6 @@ class SD3Adapter(TargetAdapter):
             do_classifier_free_guidance=False,
             **self._msl_kwargs(),
         )
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative, out[2], out[3])
 
     def token_mask(self, prompts: list[str] | None, states: Tensor) -> Tensor:
         n, t = states.shape[:2]

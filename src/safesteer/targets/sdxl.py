@@ -8,6 +8,7 @@ token states says nothing about it. Mask: the first tokenizer's attention mask (
 cut the same words; they differ only in the pad token).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> SDXLAdapter(tiny_pipeline("sdxl")).dim
     64
 """
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class SDXLAdapter(TargetAdapter):
@@ -35,12 +34,3 @@ class SDXLAdapter(TargetAdapter):
             num_images_per_prompt=1,
             do_classifier_free_guidance=False,
         )
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative, out[2], out[3])

@@ -6,6 +6,7 @@ T5's states on the real tokens and **zeroes** the padding up to ``max_sequence_l
 Mask: the tokenizer's attention mask (words + ``</s>``).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> WanAdapter(tiny_pipeline("wan"), max_sequence_length=16).conditioning_space
     'wan/umt5'
 """
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
-from safesteer.targets.base import RawStates, TargetAdapter
+from safesteer.targets.base import TargetAdapter
 
 
 class WanAdapter(TargetAdapter):
@@ -24,6 +23,7 @@ class WanAdapter(TargetAdapter):
 
     family = "wan"
     space = "umt5"
+    makes_video = True
     pipeline_classes = ("WanPipeline",)
     default_max_sequence_length = 512
 
@@ -34,12 +34,3 @@ class WanAdapter(TargetAdapter):
             device=self.pipe._execution_device,
             **self._msl_kwargs(),
         )
-
-    def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
-        return out[0], None
-
-    def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
-        return out[1], None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative)

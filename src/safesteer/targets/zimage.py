@@ -10,6 +10,7 @@ tokens included); steering adds to the listed tokens only, so "all" and "real" c
 calls are not steered (steer the embeddings with :meth:`encode` + ``steer_states`` yourself).
 
 Example:
+    >>> from safesteer.targets import tiny_pipeline
     >>> ZImageAdapter(tiny_pipeline("zimage")).conditioning_space
     'zimage/qwen3'
 """
@@ -44,6 +45,3 @@ class ZImageAdapter(TargetAdapter):
 
     def negative(self, out: Any) -> tuple[RawStates | None, Tensor | None]:
         return (list(out[1]) if out[1] else None), None
-
-    def replace(self, out: Any, positive: RawStates, negative: RawStates | None) -> Any:
-        return (positive, out[1] if negative is None else negative)
