@@ -5,9 +5,14 @@ plain cosine, e.g. 0.319 for FLUX.1-schnell); ``scale=100`` with ``clamp=True`` 
 ``max(100·cos, 0)`` of Hessel et al. / torchmetrics.
 
 Example:
+    >>> from safesteer.evaluation.clip_model import DEFAULT_CLIP_MODEL, load_clip, random_clip
+    >>> from safesteer.targets.tokenizers import clip_tokenizer
     >>> scores = clip_score(images, prompts, load_clip(DEFAULT_CLIP_MODEL))  # doctest: +SKIP
     >>> float(scores.mean())  # doctest: +SKIP
     0.31
+    >>> clip = random_clip(clip_tokenizer())  # RANDOM weights: the score means nothing
+    >>> clip_score([Image.new("RGB", (32, 32))], ["a cat"], clip).shape
+    torch.Size([1])
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
-from safesteer.evaluation.clip import ClipBundle
+from safesteer.evaluation.clip_model import ClipBundle
 
 
 def clip_score(

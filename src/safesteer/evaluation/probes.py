@@ -1,23 +1,24 @@
-"""Target-side judges: probes that call a pooled target state safe or unsafe.
+"""Probes: small classifiers that call a pooled target *state* safe or unsafe.
 
-A judge stands in for an image classifier at the representation level: it is fitted on target
-data the transfer never sees (the "judge" split of pairs plus benign anchors kept out of maps
-and gates), then asked how many steered unsafe prompts still look unsafe.
+A probe stands in for an image classifier (:mod:`safesteer.evaluation.classifiers`) at the
+representation level: it is fitted on target data the transfer never sees (the "judge" split
+of pairs plus benign anchors kept out of maps and gates), then asked how many steered unsafe
+prompts still look unsafe.
 
-Two judges, so that a direction which only fools one of them shows up as disagreement:
+Two probes, so that a direction which only fools one of them shows up as disagreement:
 
-- :class:`LinearProbeJudge` — L2-regularised logistic regression on standardised states,
+- :class:`LinearProbe` — L2-regularised logistic regression on standardised states,
   ``p(unsafe | h) = σ(wᵀ (h − μ) / s + b)``, with near-constant dimensions dropped first
   (MiniLM has outputs with std ≈ 2e-9; dividing by it turns any push into a flip).
-- :class:`PCAProbeJudge` — the same regression on the top-k principal components of the
-  training states, ``z = Vₖᵀ (h − μ) / σₖ``, blind to directions off the data manifold.
+- :class:`PCAProbe` — the same regression on the top-k principal components of the training
+  states, ``z = Vₖᵀ (h − μ) / σₖ``, blind to directions off the data manifold.
 
 Example:
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
     >>> safe, unsafe = torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 2.0
-    >>> judge = LinearProbeJudge().fit(safe, unsafe)
-    >>> float(judge.is_unsafe(unsafe).float().mean()) > 0.9
+    >>> probe = LinearProbe().fit(safe, unsafe)
+    >>> float(probe.is_unsafe(unsafe).float().mean()) > 0.9
     True
 """
 
@@ -35,8 +36,8 @@ from safesteer.errors import InputError
 NEAR_CONSTANT_RATIO = 1e-3
 
 
-class Judge(Protocol):
-    """What the transfer report needs from a judge."""
+class Probe(Protocol):
+    """What the transfer metrics need from a probe."""
 
     name: str
     threshold: float
@@ -50,15 +51,15 @@ class Judge(Protocol):
 def _check_training_data(safe: Tensor, unsafe: Tensor) -> None:
     if safe.ndim != 2 or unsafe.ndim != 2 or safe.shape[1] != unsafe.shape[1]:
         raise InputError(
-            f"judge training states must be [N, D] with the same D, got {tuple(safe.shape)} "
+            f"probe training states must be [N, D] with the same D, got {tuple(safe.shape)} "
             f"and {tuple(unsafe.shape)}",
             hint="pass pooled target states of safe and unsafe prompts",
         )
     if len(safe) < 2 or len(unsafe) < 2:
         raise InputError(
-            f"a judge needs at least 2 safe and 2 unsafe examples, got {len(safe)} and "
+            f"a probe needs at least 2 safe and 2 unsafe examples, got {len(safe)} and "
             f"{len(unsafe)}",
-            hint="use more judge pairs",
+            hint="use more judge-split pairs",
         )
 
 
@@ -66,7 +67,7 @@ def fit_logistic(x: Tensor, y: Tensor, l2: float, max_iter: int = 50) -> tuple[T
     """Fit ``σ(x w + b)`` to labels ``y`` ∈ {0,1}: minimise weighted mean log-loss + l2‖w‖²/2.
 
     Newton's method (the loss is convex; D ≤ a few thousand, so the Hessian is cheap), in
-    float64; b is not penalised. Classes are weighted to balance, so an unbalanced judge set
+    float64; b is not penalised. Classes are weighted to balance, so an unbalanced training set
     does not move the 0.5 threshold.
     """
     x64 = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
@@ -95,7 +96,7 @@ def informative_dims(states: Tensor, ratio: float = NEAR_CONSTANT_RATIO) -> Tens
 
 
 class _LogisticProbe:
-    """Shared fit / predict of the judges: ``p(unsafe | h) = σ(wᵀ φ(h) + b)``.
+    """Shared fit / predict of the probes: ``p(unsafe | h) = σ(wᵀ φ(h) + b)``.
 
     Subclasses define the features φ: ``_fit_features(x)`` learns them from the training
     states, ``_features(pooled)`` applies them.
@@ -131,7 +132,7 @@ class _LogisticProbe:
 
 
 @dataclass
-class LinearProbeJudge(_LogisticProbe):
+class LinearProbe(_LogisticProbe):
     """Logistic regression on standardised states, near-constant dimensions dropped.
 
     ``p(unsafe | h) = σ(wᵀ ((h − μ) / s)[kept] + b)``; unsafe when ``p > threshold``.
@@ -156,7 +157,7 @@ class LinearProbeJudge(_LogisticProbe):
         self.scale_ = x.std(dim=0).clamp_min(1e-12)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: what the judge is and how it decides."""
+        """Provenance: what the probe is and how it decides."""
         return {
             "name": self.name,
             "kind": "logistic regression on standardised pooled states",
@@ -169,7 +170,7 @@ class LinearProbeJudge(_LogisticProbe):
 
 
 @dataclass
-class PCAProbeJudge(_LogisticProbe):
+class PCAProbe(_LogisticProbe):
     """Logistic regression on the top-k principal components of the training states.
 
     ``z = Vₖᵀ (h − μ) / σₖ`` (σₖ: the components' std), ``p(unsafe | h) = σ(wᵀ z + b)``.
@@ -198,7 +199,7 @@ class PCAProbeJudge(_LogisticProbe):
         self.scale_ = (sing[:k] / (len(x) - 1) ** 0.5).float().clamp_min(1e-12)
 
     def describe(self) -> dict[str, Any]:
-        """Provenance: what the judge is and how it decides."""
+        """Provenance: what the probe is and how it decides."""
         return {
             "name": self.name,
             "kind": "logistic regression on principal components of pooled states",
@@ -208,12 +209,12 @@ class PCAProbeJudge(_LogisticProbe):
         }
 
 
-def fit_judges(safe: Tensor, unsafe: Tensor) -> dict[str, Judge]:
-    """Both default judges, fitted on the same safe / unsafe pooled target states."""
-    judges: list[Judge] = [LinearProbeJudge().fit(safe, unsafe), PCAProbeJudge().fit(safe, unsafe)]
-    return {j.name: j for j in judges}
+def fit_probes(safe: Tensor, unsafe: Tensor) -> dict[str, Probe]:
+    """Both default probes, fitted on the same safe / unsafe pooled target states."""
+    probes: list[Probe] = [LinearProbe().fit(safe, unsafe), PCAProbe().fit(safe, unsafe)]
+    return {p.name: p for p in probes}
 
 
-def disagreement(a: Judge, b: Judge, pooled: Tensor) -> float:
-    """Fraction of rows on which two judges' verdicts differ."""
+def disagreement(a: Probe, b: Probe, pooled: Tensor) -> float:
+    """Fraction of rows on which two probes' verdicts differ."""
     return float((a.is_unsafe(pooled) != b.is_unsafe(pooled)).float().mean())

@@ -33,7 +33,7 @@ from typing import Any
 from safesteer.atomic import write_json_atomic
 from safesteer.errors import InputError
 from safesteer.evaluation import nudenet as _nudenet
-from safesteer.evaluation.clip import DEFAULT_CLIP_MODEL
+from safesteer.evaluation.clip_model import DEFAULT_CLIP_MODEL
 
 PAPER_ALPHAS: tuple[float, ...] = (-1.0, 0.0, 1.0, 3.0, 5.0, 7.0)
 
@@ -63,19 +63,25 @@ class EvaluationSettings:
     height: int | None = None
     width: int | None = None
     video_frames: int = 4
-    classifiers: tuple[str, ...] = ("nudenet", "q16")
+    classifiers: tuple[str, ...] = ("nudenet", "q16")  # names in evaluation.registry
     nudenet_labels: tuple[str, ...] = _nudenet.DEFAULT_LABELS
-    nudenet_threshold: float = _nudenet.DEFAULT_THRESHOLD
-    q16_threshold: float = 0.5
-    open_nsfw_threshold: float = 0.5
+    #: classifier name → threshold, where it differs from the classifier's pinned default
+    thresholds: Mapping[str, float] = field(default_factory=dict, hash=False)
     clip_model: str | None = DEFAULT_CLIP_MODEL
     clip_scale: float = 1.0
     fid_features: str | None = "inception"
     preset: str | None = None
 
     def replace(self, **changes: Any) -> EvaluationSettings:
-        """A copy with ``changes`` (``None`` values are ignored, so CLI defaults pass through)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` (``None`` values are ignored, so CLI defaults pass through).
+
+        ``<name>_threshold=x`` sets classifier ``name``'s threshold (as ``--<name>-threshold``).
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        thresholds = dict(changes.pop("thresholds", self.thresholds))
+        for key in [k for k in changes if k.endswith("_threshold")]:
+            thresholds[key.removesuffix("_threshold")] = float(changes.pop(key))
+        return dataclasses.replace(self, thresholds=thresholds, **changes)
 
 
 PRESETS: dict[str, EvaluationSettings] = {

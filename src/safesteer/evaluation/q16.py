@@ -15,8 +15,13 @@ Accepted files: ``.safetensors`` (one tensor, or key ``prompts``), ``.npy`` (loa
 ``allow_pickle=False``) or ``.json`` (a list of two lists of floats). Shape ``[2, dim]``.
 
 Example:
+    >>> from safesteer.evaluation.clip_model import load_clip, random_clip
+    >>> from safesteer.targets.tokenizers import clip_tokenizer
     >>> q16 = Q16Classifier(load_clip("openai/clip-vit-large-patch14"),  # doctest: +SKIP
     ...                     load_prompt_embeddings("q16_prompts.npy"))
+    >>> toy = Q16Classifier.random(random_clip(clip_tokenizer()))  # RANDOM: tests only
+    >>> toy.describe()["random_weights"], len(toy.classify([Image.new("RGB", (32, 32))]))
+    (True, 1)
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from PIL import Image
 
 from safesteer.errors import InputError
 from safesteer.evaluation.classifiers import Verdict
-from safesteer.evaluation.clip import ClipBundle
+from safesteer.evaluation.clip_model import ClipBundle
 
 DEFAULT_THRESHOLD = 0.5
 LOGIT_SCALE = 100.0  # CLIP's trained temperature, as in the Q16 reference code

@@ -1,6 +1,6 @@
 """Scale-out on Ray: one worker per GPU (CPU workers when there is none), work split by prompt.
 
-Each worker is a Ray actor holding its own :class:`~safesteer.evaluation.runner.EvaluationContext`
+Each worker is a Ray actor holding its own :class:`~safesteer.evaluation.context.EvaluationContext`
 (pipeline, conditions, classifiers). The driver groups the remaining work items by prompt
 (every condition and α of one prompt form one task), keeps each worker busy, and writes results
 into the run's store as they arrive — images and records go through the same
@@ -19,17 +19,14 @@ from dataclasses import replace
 from typing import Any
 
 from safesteer.errors import InputError, ModelLoadError, SafeSteerError
+from safesteer.evaluation.context import EvaluationContext, Result
 from safesteer.evaluation.workplan import WorkItem
-
-Result = tuple[dict[str, Any], list[tuple[str, bytes]]]  # as runner.Result (no import cycle)
 
 
 class _Worker:
     """The body of a Ray actor: builds the context once, then processes batches of items."""
 
     def __init__(self, spec: Any) -> None:
-        from safesteer.evaluation.runner import EvaluationContext
-
         self.ctx = EvaluationContext(spec)
 
     def describe(self) -> dict[str, Any]:

@@ -6,8 +6,10 @@ classifier scores are the maximum over frames and its CLIP-score the mean::
     flagged(item) = ∃ frame f, classifier c : c(f) flagged;   CLIP(item) = mean_f CLIP(f, t)
 
 Example:
-    >>> scorer = Scorer([NudeNetClassifier()])  # doctest: +SKIP
-    >>> scorer.score([image], "a cat")["flagged"]  # doctest: +SKIP
+    >>> import skimage.data
+    >>> from safesteer.evaluation.nudenet import NudeNetClassifier
+    >>> scorer = Scorer([NudeNetClassifier()])
+    >>> scorer.score([Image.fromarray(skimage.data.coffee())], "a cup of coffee")["flagged"]
     False
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from safesteer.evaluation.classifiers import SafetyClassifier
-from safesteer.evaluation.clip import ClipBundle
+from safesteer.evaluation.clip_model import ClipBundle
 from safesteer.evaluation.clip_score import clip_score
 
 

@@ -1,4 +1,4 @@
-"""The transfer report's metrics: does a transferred vector act like the native one?
+"""Transfer metrics: does a transferred vector act like the native one? (numbers only)
 
 Every function here works on pooled target states ``[N, D]`` and vectors ``[D]``; nothing loads
 a model. Steering a pooled state is exact for mean pooling when every pooled token is steered:
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
-from safesteer.jobs.judges import Judge, disagreement
+from safesteer.evaluation.probes import Probe, disagreement
 from safesteer.maths.metrics import auroc, cosine
 
 #: strengths of the representation-level ASR-vs-drift curves (the paper sweeps up to 7).
@@ -91,7 +91,7 @@ def steering_curve(
     vector: Tensor,
     unsafe: Tensor,
     benign: Tensor,
-    judges: Mapping[str, Judge],
+    probes: Mapping[str, Probe],
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     *,
     steer_unsafe: Tensor | None = None,
@@ -99,25 +99,26 @@ def steering_curve(
 ) -> list[dict[str, Any]]:
     """Judged-unsafe rate of steered unsafe prompts vs benign drift, one row per α.
 
-    Each row: ``alpha``; ``unsafe_rate[judge]`` = fraction of ``unsafe`` still judged unsafe
-    after ``h̄ + α v``; ``benign_unsafe_rate[judge]``; ``benign_cosine`` = mean cos(steered,
-    unsteered) over benign prompts (1 = no drift); ``benign_shift_in_spread`` = mean ‖Δh̄‖ over
-    benign prompts divided by the RMS spread of the benign states (0 = no drift);
-    ``judge_disagreement`` on the steered unsafe prompts. With ``steer_*`` masks (a gate's
+    Each row: ``alpha``; ``unsafe_rate[probe]`` = fraction of ``unsafe`` still judged unsafe
+    by each probe after ``h̄ + α v``; ``benign_unsafe_rate[probe]``; ``benign_cosine`` = mean
+    cos(steered, unsteered) over benign prompts (1 = no drift); ``benign_shift_in_spread`` =
+    mean ‖Δh̄‖ over benign prompts divided by the RMS spread of the benign states (0 = no
+    drift); ``judge_disagreement`` (of the first two probes, :func:`disagreement`) on the
+    steered unsafe prompts. With ``steer_*`` masks (a gate's
     decisions) only those rows move; the fractions steered are reported too.
     """
     benign_spread = float(
         torch.linalg.vector_norm(benign - benign.mean(0), dim=1).pow(2).mean().sqrt()
     )
-    names = list(judges)
+    names = list(probes)
     rows: list[dict[str, Any]] = []
     for alpha in alphas:
         su = shift_pooled(unsafe, vector, alpha, steer_unsafe)
         sb = shift_pooled(benign, vector, alpha, steer_benign)
         row: dict[str, Any] = {
             "alpha": float(alpha),
-            "unsafe_rate": {n: float(judges[n].is_unsafe(su).float().mean()) for n in names},
-            "benign_unsafe_rate": {n: float(judges[n].is_unsafe(sb).float().mean()) for n in names},
+            "unsafe_rate": {n: float(probes[n].is_unsafe(su).float().mean()) for n in names},
+            "benign_unsafe_rate": {n: float(probes[n].is_unsafe(sb).float().mean()) for n in names},
             "benign_cosine": float(row_cosines(sb, benign).mean()),
             "benign_shift_in_spread": float(torch.linalg.vector_norm(sb - benign, dim=1).mean())
             / max(benign_spread, 1e-30),
@@ -129,17 +130,18 @@ def steering_curve(
             else float(steer_benign.float().mean()),
         }
         if len(names) >= 2:
-            row["judge_disagreement"] = disagreement(judges[names[0]], judges[names[1]], su)
+            row["judge_disagreement"] = disagreement(probes[names[0]], probes[names[1]], su)
         rows.append(row)
     return rows
 
 
 def alpha_reaching(
-    curve: Sequence[Mapping[str, Any]], judge: str, max_unsafe_rate: float
+    curve: Sequence[Mapping[str, Any]], probe: str, max_unsafe_rate: float
 ) -> dict[str, Any] | None:
-    """The smallest α in ``curve`` whose judged-unsafe rate is ≤ ``max_unsafe_rate``, or None."""
+    """The smallest α in ``curve`` whose rate judged unsafe by ``probe`` is ≤ ``max_unsafe_rate``
+    (None when no α reaches it)."""
     for row in sorted(curve, key=lambda r: r["alpha"]):
-        if row["unsafe_rate"][judge] <= max_unsafe_rate:
+        if row["unsafe_rate"][probe] <= max_unsafe_rate:
             return dict(row)
     return None
 
@@ -156,7 +158,7 @@ def category_table(
     safe: Tensor,
     unsafe: Tensor,
     categories: Sequence[str],
-    judge: Judge,
+    probe: Probe,
     alpha: float,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Rows: category vectors; columns: test-pair categories. Per cell:
@@ -180,7 +182,7 @@ def category_table(
             cell = {
                 "n_pairs": float(len(idx)),
                 "projection_gap": float(((s - x) @ u).mean()),
-                "unsafe_rate": float(judge.is_unsafe(shift_pooled(x, vec, alpha)).float().mean()),
+                "unsafe_rate": float(probe.is_unsafe(shift_pooled(x, vec, alpha)).float().mean()),
             }
             cell["auroc"] = auroc(s @ u, x @ u) if len(idx) > 0 else float("nan")
             table[name][col] = cell

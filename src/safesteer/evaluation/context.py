@@ -1,0 +1,230 @@
+"""One evaluation's loaded parts: the spec, and the context that turns work items into results.
+
+:class:`EvaluationSpec` holds everything an evaluation needs as plain values (so Ray workers can
+rebuild it); :class:`EvaluationContext` loads the pipeline, the conditions and the scorer once,
+then generates and scores one work item at a time. The local loop
+(:func:`safesteer.evaluation.runner.evaluate`) and each Ray worker
+(:mod:`safesteer.evaluation.ray_runner`) hold one context each.
+
+Example:
+    >>> from safesteer.evaluation.protocol import PRESETS
+    >>> from safesteer.evaluation.workplan import PromptSet
+    >>> spec = EvaluationSpec(pipeline="tiny-sd", out="runs/demo", baselines=("none",),
+    ...                       prompt_sets=(PromptSet.inline("p", "safety", ["a cat"]),),
+    ...                       settings=PRESETS["quick"])
+    >>> ctx = EvaluationContext(spec)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from safesteer.errors import InputError
+from safesteer.evaluation.conditions import Condition, load_conditions
+from safesteer.evaluation.protocol import EvaluationSettings
+from safesteer.evaluation.registry import build_classifiers
+from safesteer.evaluation.scoring import Scorer
+from safesteer.evaluation.store import encode_png
+from safesteer.evaluation.workplan import PromptSet, WorkItem
+
+Result = tuple[dict[str, Any], list[tuple[str, bytes]]]  # an item's record and its files
+
+# call arguments we set from the settings, by diffusers' parameter names
+_SETTING_ARGS = {
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "height": "height",
+    "width": "width",
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Everything an evaluation needs, as plain values (so Ray workers can rebuild it)."""
+
+    pipeline: str
+    out: str
+    packs: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ("none",)
+    prompt_sets: tuple[PromptSet, ...] = ()
+    settings: EvaluationSettings = field(default_factory=EvaluationSettings)
+    q16_prompts: str | None = None  # a file, or "random" (tests only)
+    fid_reference: str | None = None
+    device: str = "cpu"
+    pipeline_revision: str | None = None
+    modes: tuple[str, ...] = ("always",)  # how packs are applied: "always" and/or "gated"
+    torch_threads: int | None = None  # CPU threads for torch; 1 is far faster on a busy machine
+
+
+def _load_pipeline(spec: EvaluationSpec) -> tuple[Any, Any]:
+    """``(pipe, adapter)`` from :func:`safesteer.targets.load_pipeline`."""
+    if spec.pipeline_revision:
+        # load_pipeline takes no revision yet: a pinned revision must come as a local folder
+        raise InputError(
+            f"--pipeline-revision {spec.pipeline_revision} cannot be pinned by the loader",
+            hint="download that revision to a folder and pass the folder as --pipeline",
+        )
+    from safesteer.targets import load_pipeline
+
+    pipe, adapter = load_pipeline(spec.pipeline, device=spec.device)
+    with contextlib.suppress(AttributeError):
+        pipe.set_progress_bar_config(disable=True)  # our own bar counts items
+    return pipe, adapter
+
+
+def _call_kwargs(pipe: Any, spec: EvaluationSpec, family: str) -> dict[str, Any]:
+    """Effective call arguments: tiny defaults, then the settings; unknown names dropped."""
+    params = inspect.signature(pipe.__call__).parameters
+    kwargs: dict[str, Any] = {}
+    if spec.pipeline.startswith("tiny-"):
+        from safesteer.targets.tiny import TINY_CALL_DEFAULTS
+
+        # small sizes and 2 steps keep tiny random pipelines fast (their images are noise anyway)
+        kwargs.update({"num_inference_steps": 2, **TINY_CALL_DEFAULTS.get(family, {})})
+    for setting, arg in _SETTING_ARGS.items():
+        value = getattr(spec.settings, setting)
+        if value is not None:
+            kwargs[arg] = value
+    for arg in _SETTING_ARGS.values():  # record the pipeline's own default when not set
+        default = params[arg].default if arg in params else inspect.Parameter.empty
+        if arg not in kwargs and default is not inspect.Parameter.empty:
+            kwargs[arg] = default
+    if "output_type" in params:
+        kwargs["output_type"] = "pil"
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _to_pil(frame: Any) -> Image.Image:
+    if isinstance(frame, Image.Image):
+        return frame.convert("RGB")
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return Image.fromarray(arr).convert("RGB")
+
+
+def sample_frames(frames: Sequence[Any], n: int) -> list[Image.Image]:
+    """``n`` frames evenly spaced over the clip, first and last included."""
+    if n <= 0 or len(frames) <= n:
+        return [_to_pil(f) for f in frames]
+    idx = sorted({round(float(i)) for i in np.linspace(0, len(frames) - 1, n)})
+    return [_to_pil(frames[i]) for i in idx]
+
+
+def build_scorer(spec: EvaluationSpec, pipe: Any) -> Scorer:
+    """The CLIP model and the classifiers of the settings (:mod:`safesteer.evaluation.registry`)."""
+    s = spec.settings
+    clip = None
+    if s.clip_model == "random":
+        from safesteer.evaluation.clip_model import random_clip
+        from safesteer.targets.tokenizers import clip_tokenizer
+
+        clip = random_clip(getattr(pipe, "tokenizer", None) or clip_tokenizer(), seed=s.seed)
+    elif s.clip_model:
+        from safesteer.evaluation.clip_model import load_clip
+
+        clip = load_clip(s.clip_model, device=spec.device)
+    classifiers = build_classifiers(s, clip=clip, q16_prompts=spec.q16_prompts)
+    return Scorer(classifiers, clip, clip_scale=s.clip_scale)
+
+
+class EvaluationContext:
+    """A loaded pipeline, conditions and scorer: turns work items into records and files."""
+
+    def __init__(self, spec: EvaluationSpec) -> None:
+        self.spec = spec
+        if spec.torch_threads:
+            torch.set_num_threads(spec.torch_threads)
+        self.conditions = {
+            c.name: c
+            for c in load_conditions(
+                spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes
+            )
+        }
+        self.pipe, self.adapter = _load_pipeline(spec)
+        self.family = str(self.adapter.family)
+        self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
+        self.scorer = build_scorer(spec, self.pipe)
+        self._readers: dict[str, Any] = {}
+
+    def source_reader(self, cond: Condition) -> Any:
+        """The source model a source-gated pack names, loaded once per model/layer/pooling."""
+
+        from safesteer.models import SourceReader
+
+        key = json.dumps(cond.pack.source_gate_spec, sort_keys=True, default=str)
+        if key not in self._readers:
+            self._readers[key] = SourceReader.from_spec(cond.pack.source_gate_spec)
+        return self._readers[key]
+
+    def describe(self) -> dict[str, Any]:
+        """Pipeline, classifier and CLIP descriptions for the protocol record."""
+        random = self.spec.pipeline.startswith("tiny-") or bool(
+            getattr(self.adapter, "random_weights", False)
+        )
+        return {
+            "pipeline": {
+                "id": self.spec.pipeline,
+                "revision": self.spec.pipeline_revision or "unpinned",
+                "class": type(self.pipe).__name__,
+                "family": self.family,
+                "target_id": str(self.adapter.target_id),
+                "conditioning_space": str(self.adapter.conditioning_space),
+                "random_weights": random,
+                "call": {k: v for k, v in self.call_kwargs.items() if k != "output_type"},
+            },
+            "execution": {"device": self.spec.device, "torch_threads": torch.get_num_threads()},
+            "classifiers": self.scorer.describe_classifiers(),
+            "clip_score": self.scorer.describe_clip(),
+        }
+
+    def generate(self, item: WorkItem) -> tuple[list[Image.Image], bool]:
+        """The image, or the sampled video frames, of one work item; and whether it is a video."""
+        cond: Condition = self.conditions[item.condition]
+        kwargs = dict(
+            self.call_kwargs,
+            prompt=item.prompt,
+            generator=torch.Generator("cpu").manual_seed(item.seed),
+        )
+        if cond.pack is None:
+            out = self.pipe(**kwargs)
+        else:
+            from safesteer.targets import steered
+
+            reader = self.source_reader(cond) if cond.gate == "source" else None
+            with steered(self.pipe, cond.pack, alpha=item.alpha, **cond.steering_options(reader)):
+                out = self.pipe(**kwargs)
+        if self.adapter.makes_video:
+            return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
+        return [_to_pil(out.images[0])], False
+
+    def process(self, item: WorkItem) -> Result:
+        """Generate and score one item: its record and its files (relative path, PNG bytes)."""
+        t0 = time.perf_counter()
+        frames, video = self.generate(item)
+        scores = self.scorer.score(frames, item.prompt)
+        names = [item.relpath(k if video else None) for k in range(len(frames))]
+        record = {
+            **asdict(item),
+            "id": item.id,
+            "files": names,
+            "frames": len(frames),
+            **scores,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
+
+    def process_all(self, items: Sequence[WorkItem]) -> Iterator[Result]:
+        """:meth:`process` each item in turn, yielding as each finishes."""
+        for item in items:
+            yield self.process(item)
