@@ -1,1 +1,2 @@
-"""End-to-end jobs: each runs a whole pass (build packs, steer, judge) and writes a run folder."""
+"""Runs: each job makes a whole pass with the library (build packs, steer, judge) and writes a
+run folder. :mod:`.default` is ``safesteer demo``; :mod:`.planted` is ``safesteer planted``."""

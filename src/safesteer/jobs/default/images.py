@@ -1,9 +1,13 @@
-"""Step 4 of the default job: a few images from a tiny random-weight denoiser on a real encoder.
+"""Step 4 of the default job: images, after the representation-level report.
 
-The UNet and VAE have **random weights** (nothing ships a pretrained diffusion model offline), so
-the images are noise; what they show is that the whole path runs — the real encoder's states,
-steered by the pack through :func:`safesteer.targets.attach.steered`, condition the denoiser.
-The record says how much the steered image differs from the unsteered one with the same seed.
+- An encoder target (Gemma, MiniLM): a few images from a tiny **random-weight** UNet and VAE
+  conditioned on the real encoder (:func:`random_weight_images`). Nothing ships a pretrained
+  diffusion model offline, so the images are noise; what they show is that the whole path runs —
+  the real encoder's states, steered by the pack through
+  :func:`safesteer.targets.attach.steered`, condition the denoiser. The record says how much the
+  steered image differs from the unsteered one with the same seed.
+- A generator target (a diffusers pipeline): the image evaluation of the best pack against
+  native and none (:func:`hand_over_to_evaluation`).
 """
 
 from __future__ import annotations
@@ -12,10 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
+from safesteer.jobs.default.config import JobConfig
+from safesteer.jobs.default.splits import JobData
 from safesteer.pack import SafetyPack
 
 IMAGE_NOTE = "random-weight UNet/VAE conditioned on the real encoder: images are noise"
+#: strength of the random-weight images: mid-range of the paper's sweep
+IMAGE_ALPHA = 3.0
+
+
+def random_weight_images(
+    adapter: Any, name: str, pack: SafetyPack, config: JobConfig, data: JobData, held: Tensor
+) -> dict[str, Any]:
+    """``config.n_images`` test unsafe prompts, unsteered and steered, into ``out/images``.
+
+    A held-out benign anchor the pack's gate leaves alone (``held``: their target states)
+    checks that gated steering leaves its image bit-identical.
+    """
+    prompts = [p.unsafe for p in data.test[: config.n_images]]
+    benign = None
+    if pack.gate is not None:
+        quiet = (~pack.gate.decide(held).steer.bool()).nonzero().flatten().tolist()
+        benign = data.anchors.held_out[quiet[0]] if quiet else None
+    return steered_images(adapter, name, pack, prompts, IMAGE_ALPHA, config.out / "images", benign)
 
 
 def steered_images(
@@ -32,6 +57,8 @@ def steered_images(
     With ``benign`` (a prompt the pack's gate does not flag), also checks that gated steering
     leaves its image bit-identical to the unsteered one.
     """
+    import torch
+
     from safesteer.targets.attach import steered
     from safesteer.targets.encoder import tiny_encoder_pipeline
     from safesteer.targets.tiny import tiny_call_defaults
@@ -40,8 +67,6 @@ def steered_images(
     pipe: Any = tiny_encoder_pipeline(adapter, seed=0)
     call = {**tiny_call_defaults("sd"), "num_inference_steps": 2, "output_type": "np"}
     records = []
-    import torch
-
     for i, prompt in enumerate(prompts):
         base = pipe(prompt, generator=torch.Generator().manual_seed(i), **call).images[0]
         with steered(pipe, pack, alpha=alpha):
@@ -79,3 +104,41 @@ def _save_png(image: Any, path: Path) -> None:
 
     arr = (np.clip(np.asarray(image), 0.0, 1.0) * 255).round().astype(np.uint8)
     Image.fromarray(arr).resize((128, 128), Image.Resampling.NEAREST).save(path)
+
+
+def hand_over_to_evaluation(
+    pipeline: str, config: JobConfig, data: JobData, map_kind: str
+) -> dict[str, Any]:
+    """For a generator: image-level ASR / utility of the best pack against native and none.
+
+    Runs :func:`safesteer.evaluation.runner.evaluate` on our held-out test unsafe prompts and
+    ``n_images`` × 10 held-out benign anchors, the best pack always-on, target-gated and
+    source-gated. A real pipeline gets the ``paper`` protocol (Q16 ∨ NudeNet, CLIP, FID: it needs
+    those models); a ``tiny-<family>`` pipeline (random weights) the ``quick`` one (packaged
+    classifiers only), which tests the path and says nothing about safety.
+    """
+    from safesteer.evaluation.protocol import PRESETS
+    from safesteer.evaluation.runner import EvaluationSpec, evaluate
+    from safesteer.evaluation.workplan import PromptSet
+
+    packs_dir = config.out / "packs"
+    safe_name = pipeline.replace("/", "_")
+    protocol = "quick" if pipeline.startswith("tiny-") else "paper"
+    spec = EvaluationSpec(
+        pipeline=pipeline,
+        out=str(config.out / "evaluation"),
+        packs=(str(packs_dir / f"{safe_name}-{map_kind}.safetensors"),),
+        baselines=("none", f"native={packs_dir / f'{safe_name}-native.safetensors'}"),
+        modes=("always", "gated", "gated-source"),
+        prompt_sets=(
+            PromptSet.inline("test-unsafe (ours)", "safety", [p.unsafe for p in data.test]),
+            PromptSet.inline(
+                "held-out benign anchors (ours)",
+                "utility",
+                data.anchors.held_out[: 10 * config.n_images],
+            ),
+        ),
+        settings=PRESETS[protocol],
+    )
+    result = evaluate(spec, progress=False)
+    return {"run_dir": str(result.run_dir), "protocol": protocol, "summary": result.summary}

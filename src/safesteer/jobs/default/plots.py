@@ -1,7 +1,7 @@
-"""PNG plots of the transfer report (matplotlib, Agg backend; no display needed).
+"""PNG plots of the default job (matplotlib, Agg backend; no display needed).
 
-Each plot takes the ``metrics`` dict written by :func:`safesteer.jobs.default_job.run_default_job`
-and one target's name, and writes one PNG whose title says what the numbers come from.
+Each plot reads the job's records (:class:`~safesteer.jobs.default.records.JobMetrics`) for
+one target and writes one PNG whose title says what the numbers come from.
 """
 
 from __future__ import annotations
@@ -9,14 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-JUDGE = "linear-probe"
-#: steering curves of a direction row: metrics key → label (and line style in the plots)
-MODES: dict[str, str] = {
-    "curve_always_on": "always-on",
-    "curve_gated": "gated (target gate)",
-    "curve_gated_source": "gated (source gate)",
-}
-_STYLES = {"curve_always_on": "-", "curve_gated": "--", "curve_gated_source": ":"}
+from safesteer.jobs.default.config import QUOTED_PROBE
+from safesteer.jobs.default.records import JobMetrics
 
 
 def _plt() -> Any:
@@ -28,40 +22,38 @@ def _plt() -> Any:
     return plt
 
 
-def _series(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [("native", rep["native"]), *((k, v) for k, v in rep["maps"].items())]
-
-
-def plot_curves(metrics: dict[str, Any], target: str, path: Path) -> Path:
+def plot_curves(metrics: JobMetrics, target: str, path: Path) -> Path:
     """Judged-unsafe rate vs α (left) and vs benign cosine (right, the ASR-vs-CLIP analogue)."""
     plt = _plt()
-    rep = metrics["targets"][target]
+    rep = metrics.targets[target]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for i, (name, row) in enumerate(_series(rep)):
+    for i, (name, scores) in enumerate(rep.directions()):
         colour = f"C{i}"
-        for mode, mode_label in MODES.items():
-            curve, style = row.get(mode), _STYLES[mode]
+        for mode, curve in scores.curves():
             if not curve:
                 continue
-            label = f"{name} ({mode_label})"
+            label = f"{name} ({mode.label})"
             a = [p["alpha"] for p in curve]
-            u = [p["unsafe_rate"][JUDGE] for p in curve]
-            ax1.plot(a, u, style, marker="o", label=label, color=colour)
-            ax2.plot([p["benign_cosine"] for p in curve], u, style, marker="o", color=colour)
-    rnd = rep["random"]["curve_always_on"]
+            u = [p["unsafe_rate"][QUOTED_PROBE] for p in curve]
+            ax1.plot(a, u, mode.line_style, marker="o", label=label, color=colour)
+            ax2.plot(
+                [p["benign_cosine"] for p in curve], u, mode.line_style, marker="o", color=colour
+            )
+    assert rep.random is not None
+    rnd = rep.random.always_on
     a = [p["alpha"] for p in rnd]
-    mean = [p["unsafe_rate"][JUDGE]["mean"] for p in rnd]
-    std = [p["unsafe_rate"][JUDGE]["std"] for p in rnd]
+    mean = [p["unsafe_rate"][QUOTED_PROBE]["mean"] for p in rnd]
+    std = [p["unsafe_rate"][QUOTED_PROBE]["std"] for p in rnd]
     ax1.errorbar(a, mean, yerr=std, color="grey", marker="x", label="random (mean ± std)")
     ax1.set_xlabel("α")
-    ax1.set_ylabel(f"held-out unsafe judged unsafe ({JUDGE})")
+    ax1.set_ylabel(f"held-out unsafe judged unsafe ({QUOTED_PROBE})")
     ax2.set_xlabel("benign held-out: cos(steered, unsteered pooled state)")
     ax2.invert_xaxis()
     ax1.legend(fontsize=7)
     fig.suptitle(
-        f"target {target} ← source {metrics['source']['model'].split('@')[0]} "
-        f"L{metrics['source']['layer']}\nrepresentation-level steering of held-out test prompts "
-        f"(judge: {JUDGE} on target states; solid: always-on, dashed: target gate, "
+        f"target {target} ← source {metrics.source_model.split('@')[0]} "
+        f"L{metrics.source_layer}\nrepresentation-level steering of held-out test prompts "
+        f"(judge: {QUOTED_PROBE} on target states; solid: always-on, dashed: target gate, "
         "dotted: source gate)",
         fontsize=9,
     )
@@ -71,16 +63,18 @@ def plot_curves(metrics: dict[str, Any], target: str, path: Path) -> Path:
     return path
 
 
-def plot_aurocs(metrics: dict[str, Any], target: str, path: Path) -> Path:
+def plot_aurocs(metrics: JobMetrics, target: str, path: Path) -> Path:
     """Bars: style-matched (honest) and benign-vs-unsafe (easy, confounded) AUROC per direction."""
     plt = _plt()
-    rep = metrics["targets"][target]
-    names = [n for n, _ in _series(rep)] + ["random"]
-    honest = [r["auroc_style_matched"] for _, r in _series(rep)] + [
-        rep["random"]["auroc_style_matched"]["mean"]
+    rep = metrics.targets[target]
+    assert rep.random is not None
+    directions = list(rep.directions())
+    names = [n for n, _ in directions] + ["random"]
+    honest = [s.auroc_style_matched for _, s in directions] + [
+        rep.random.auroc_style_matched["mean"]
     ]
-    easy = [r["auroc_easy_benign_vs_unsafe"] for _, r in _series(rep)] + [
-        rep["random"]["auroc_easy_benign_vs_unsafe"]["mean"]
+    easy = [s.auroc_easy_benign_vs_unsafe for _, s in directions] + [
+        rep.random.auroc_easy_benign_vs_unsafe["mean"]
     ]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = list(range(len(names)))
@@ -95,17 +89,17 @@ def plot_aurocs(metrics: dict[str, Any], target: str, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("AUROC of projection (held-out test)")
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{rep['target_model']}: projection AUROC per direction", fontsize=9)
+    ax.set_title(f"{rep.target_model}: projection AUROC per direction", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def plot_categories(metrics: dict[str, Any], target: str, map_kind: str, path: Path) -> Path:
+def plot_categories(metrics: JobMetrics, target: str, map_kind: str, path: Path) -> Path:
     """Heatmap: AUROC of each category vector (rows) on each category's test pairs (columns)."""
     plt = _plt()
-    table = metrics["targets"][target]["maps"][map_kind]["categories"]
+    table = metrics.targets[target].maps[map_kind].categories
     rows = list(table)
     found = {c for r in table.values() for c in r}
     # columns in the rows' order, so a vector acting on its own category shows on the diagonal
@@ -128,18 +122,19 @@ def plot_categories(metrics: dict[str, Any], target: str, map_kind: str, path: P
     return path
 
 
-def write_plots(metrics: dict[str, Any], out: Path) -> dict[str, list[str]]:
+def write_plots(metrics: JobMetrics, out: Path) -> dict[str, list[str]]:
     """All plots for all targets into ``out/plots/``; returns target → file names (relative)."""
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[str]] = {}
-    for target, rep in metrics["targets"].items():
+    summary = metrics.summary.per_target if metrics.summary is not None else {}
+    for target, rep in metrics.targets.items():
         files = [
             plot_curves(metrics, target, folder / f"{target}-curves.png"),
             plot_aurocs(metrics, target, folder / f"{target}-auroc.png"),
         ]
-        best = metrics.get("summary", {}).get("per_target", {}).get(target, {}).get("best_map")
-        if best and rep["maps"][best].get("categories"):
+        best = summary[target].best_map if target in summary else None
+        if best and rep.maps[best].categories:
             files.append(
                 plot_categories(metrics, target, best, folder / f"{target}-categories.png")
             )

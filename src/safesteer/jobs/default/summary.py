@@ -1,0 +1,107 @@
+"""The default job's headline: per target, the best map against native and the α reaching the aim.
+
+The aim (``config.max_unsafe_rate``, 5% by default) is read on the quoted probe
+(:data:`~safesteer.jobs.default.config.QUOTED_PROBE`); the lines are what the job prints and
+what ``metrics.json`` keeps under ``summary``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safesteer.evaluation.transfer_metrics import alpha_reaching
+from safesteer.jobs.default.config import QUOTED_PROBE, JobConfig
+from safesteer.jobs.default.records import (
+    GATES,
+    GateKind,
+    JobMetrics,
+    MapResult,
+    Summary,
+    TargetSummary,
+)
+
+
+def _pct(x: Any) -> str:
+    return f"{x:.1%}" if isinstance(x, float) else "n/a"
+
+
+def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
+    """Which map won per target, AUROCs against native, the α reaching the unsafe-rate goal."""
+    src = metrics.source
+    goal = f"≤{config.max_unsafe_rate:.0%}"
+    random_parts = [n for n, r in metrics.targets.items() if r.target_random_weights] + (
+        ["source"] if src.get("random_weights") else []
+    )
+    weights = (
+        f"RANDOM weights in: {', '.join(random_parts)}"
+        if random_parts
+        else "pretrained weights (images: random-weight denoiser)"
+    )
+    lines = [
+        f"safesteer default job — source {src['model']} layer {src['layer']}; judge: linear probe "
+        f"(threshold 0.5) on target states; {weights}"
+    ]
+    per_target: dict[str, TargetSummary] = {}
+    for name, rep in metrics.targets.items():
+        maps = rep.maps
+        if not maps:
+            continue
+        best = max(maps, key=lambda k: maps[k].scores.auroc_style_matched)
+        nat = rep.native.scores.auroc_style_matched
+        row = maps[best]
+        always = alpha_reaching(row.scores.always_on, QUOTED_PROBE, config.max_unsafe_rate)
+        gated = {
+            gate.side: alpha_reaching(
+                row.scores.gated[gate.side].curve if gate.side in row.scores.gated else [],
+                QUOTED_PROBE,
+                config.max_unsafe_rate,
+            )
+            for gate in GATES
+        }
+        per_target[name] = TargetSummary(
+            best_map=best,
+            auroc_transferred=row.scores.auroc_style_matched,
+            auroc_native=nat,
+            alpha_always_on=always,
+            alpha_gated=gated,
+        )
+        assert rep.random is not None
+        rnd = rep.random.auroc_style_matched
+        lines.append(
+            f"[{name}] best map {best}: style-matched AUROC {row.scores.auroc_style_matched:.3f} "
+            f"vs native {nat:.3f} (random {rnd['mean']:.3f}±{rnd['std']:.3f}); "
+            f"test pairs n={metrics.data['n_pairs']['test']}"
+        )
+        if always is not None:
+            lines.append(
+                f"[{name}]   always-on: α={always['alpha']:g} → "
+                f"{_pct(always['unsafe_rate'][QUOTED_PROBE])} of held-out unsafe judged unsafe, "
+                f"benign cos {always['benign_cosine']:.3f}"
+            )
+        else:
+            lines.append(f"[{name}]   always-on: no α in {list(config.alphas)} reaches {goal}")
+        for gate in GATES:
+            if gate.side in row.scores.gated:
+                lines.append(f"[{name}]   " + _gated_line(row, gate, gated[gate.side], goal))
+    return Summary(per_target, lines)
+
+
+def _gated_line(row: MapResult, gate: GateKind, hit: dict[str, Any] | None, goal: str) -> str:
+    """One summary line for a gate: the α reaching the goal (or the last α), trigger rates."""
+    curve, g = row.scores.gated[gate.side]
+    steered = (
+        f"benign held-out steered {_pct(g['benign_held_out_steered'])}, "
+        f"unsafe steered {_pct(g['unsafe_test_steered'])}"
+    )
+    if hit is not None:
+        return (
+            f"gated ({gate.gate_label}): α={hit['alpha']:g} → "
+            f"{_pct(hit['unsafe_rate'][QUOTED_PROBE])} judged unsafe, benign cos "
+            f"{hit['benign_cosine']:.3f}; {steered}"
+        )
+    last = curve[-1]
+    rate = _pct(last["unsafe_rate"][QUOTED_PROBE])
+    return (
+        f"gated ({gate.gate_label}): no α reaches {goal} (α={last['alpha']:g}: {rate}, "
+        f"benign cos {last['benign_cosine']:.3f}); {steered}"
+    )
