@@ -15,8 +15,23 @@ from typing import TYPE_CHECKING, Any
 from safesteer._version import __version__
 from safesteer.errors import InputError, ModelLoadError, PackError, SafeSteerError
 
-# public name -> module that defines it. Each layer adds its own lines (keep sorted in a block).
+# public name -> module that defines it, one block per layer in the pipeline's order (sorted).
 _EXPORTS: dict[str, str] = {
+    # --- data ---
+    "CATEGORIES": "safesteer.data",
+    "PromptPair": "safesteer.data",
+    "PromptRecord": "safesteer.data",
+    "benign_anchors": "safesteer.data",
+    "load_pairs": "safesteer.data",
+    "load_prompts": "safesteer.data",
+    "read_anchors": "safesteer.data",
+    "read_pairs": "safesteer.data",
+    # --- models ---
+    "LoadedModel": "safesteer.models",
+    "SourceReader": "safesteer.models",
+    "choose_layer": "safesteer.models",
+    "load_preset": "safesteer.models",
+    "load_source": "safesteer.models",
     # --- maths ---
     "Direction": "safesteer.maths.directions",
     "FitReport": "safesteer.maths.alignment",
@@ -31,22 +46,15 @@ _EXPORTS: dict[str, str] = {
     "combine_directions": "safesteer.maths.steering",
     "difference_of_means": "safesteer.maths.directions",
     "make_map": "safesteer.maths.alignment",
-    "steer_states": "safesteer.maths.steering",
     "masked_mean": "safesteer.maths.pooling",
+    "steer_states": "safesteer.maths.steering",
+    # --- build: directions to a calibrated pack ---
+    "BuiltPack": "safesteer.build",
+    "SidePairs": "safesteer.build",
+    "assemble_pack": "safesteer.build",
+    "build_pack": "safesteer.build",
     # --- pack ---
     "SafetyPack": "safesteer.pack",
-    # --- data ---
-    "CATEGORIES": "safesteer.data",
-    "PromptPair": "safesteer.data",
-    "PromptRecord": "safesteer.data",
-    "benign_anchors": "safesteer.data",
-    "load_pairs": "safesteer.data",
-    "load_prompts": "safesteer.data",
-    # --- models ---
-    "LoadedModel": "safesteer.models",
-    "SourceReader": "safesteer.models",
-    "choose_layer": "safesteer.models",
-    "load_preset": "safesteer.models",
     # --- targets ---
     "EncodedPrompts": "safesteer.targets.base",
     "EncoderTarget": "safesteer.targets.encoder",
@@ -56,31 +64,32 @@ _EXPORTS: dict[str, str] = {
     "detach": "safesteer.targets.attach",
     "last_steering": "safesteer.targets.attach",
     "load_pipeline": "safesteer.targets.registry",
+    "load_target": "safesteer.targets.registry",
     "steered": "safesteer.targets.attach",
     "tiny_pipeline": "safesteer.targets.tiny",
     # --- evaluation ---
     "EvaluationSettings": "safesteer.evaluation.protocol",
-    "EvaluationSpec": "safesteer.evaluation.runner",
+    "EvaluationSpec": "safesteer.evaluation.context",
     "FIDScorer": "safesteer.evaluation.fid",
+    "LinearProbe": "safesteer.evaluation.probes",
     "NudeNetClassifier": "safesteer.evaluation.nudenet",
     "OpenNSFWClassifier": "safesteer.evaluation.open_nsfw",
+    "PCAProbe": "safesteer.evaluation.probes",
     "PromptSet": "safesteer.evaluation.workplan",
     "ProtocolRecord": "safesteer.evaluation.protocol",
     "Q16Classifier": "safesteer.evaluation.q16",
     "ResultsStore": "safesteer.evaluation.store",
     "clip_score": "safesteer.evaluation.clip_score",
     "evaluate": "safesteer.evaluation.runner",
-    "load_clip": "safesteer.evaluation.clip",
-    "render_report": "safesteer.evaluation.report",
+    "load_clip": "safesteer.evaluation.clip_model",
+    "render_report": "safesteer.evaluation.report_page",
     # --- jobs ---
-    "JobConfig": "safesteer.jobs.default_job",
-    "LinearProbeJudge": "safesteer.jobs.judges",
-    "PCAProbeJudge": "safesteer.jobs.judges",
-    "build_pack": "safesteer.jobs.build",
-    "run_default_job": "safesteer.jobs.default_job",
+    "JobConfig": "safesteer.jobs.default",
+    "run_default_job": "safesteer.jobs.default",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from safesteer.build import BuiltPack, SidePairs, assemble_pack, build_pack
     from safesteer.data import (
         CATEGORIES,
         PromptPair,
@@ -88,33 +97,35 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         benign_anchors,
         load_pairs,
         load_prompts,
+        read_anchors,
+        read_pairs,
     )
-    from safesteer.evaluation.clip import load_clip
+    from safesteer.evaluation.clip_model import load_clip
     from safesteer.evaluation.clip_score import clip_score
+    from safesteer.evaluation.context import EvaluationSpec
     from safesteer.evaluation.fid import FIDScorer
     from safesteer.evaluation.nudenet import NudeNetClassifier
     from safesteer.evaluation.open_nsfw import OpenNSFWClassifier
+    from safesteer.evaluation.probes import LinearProbe, PCAProbe
     from safesteer.evaluation.protocol import EvaluationSettings, ProtocolRecord
     from safesteer.evaluation.q16 import Q16Classifier
-    from safesteer.evaluation.report import render_report
-    from safesteer.evaluation.runner import EvaluationSpec, evaluate
+    from safesteer.evaluation.report_page import render_report
+    from safesteer.evaluation.runner import evaluate
     from safesteer.evaluation.store import ResultsStore
     from safesteer.evaluation.workplan import PromptSet
-    from safesteer.jobs.build import build_pack
-    from safesteer.jobs.default_job import JobConfig, run_default_job
-    from safesteer.jobs.judges import LinearProbeJudge, PCAProbeJudge
+    from safesteer.jobs.default import JobConfig, run_default_job
     from safesteer.maths.alignment import FitReport, MLPMap, ProcrustesMap, RidgeMap, make_map
     from safesteer.maths.calibration import anchor_scale_ratio, calibrate
     from safesteer.maths.directions import Direction, category_directions, difference_of_means
     from safesteer.maths.gating import Gate, GateDecision
     from safesteer.maths.pooling import masked_mean
     from safesteer.maths.steering import combine_directions, steer_states
-    from safesteer.models import LoadedModel, SourceReader, choose_layer, load_preset
+    from safesteer.models import LoadedModel, SourceReader, choose_layer, load_preset, load_source
     from safesteer.pack import SafetyPack
     from safesteer.targets.attach import attach, detach, last_steering, steered
     from safesteer.targets.base import EncodedPrompts, TargetAdapter
     from safesteer.targets.encoder import EncoderTarget
-    from safesteer.targets.registry import adapter_for, load_pipeline
+    from safesteer.targets.registry import adapter_for, load_pipeline, load_target
     from safesteer.targets.tiny import tiny_pipeline
 
     pass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safesteer.jobs.build import CALIBRATIONS, MAP_KINDS
+from safesteer.maths.alignment import MAPS
+from safesteer.maths.calibration import CALIBRATIONS
 
 NAME = "build"
 HELP = "Build one safety pack (source direction carried to a target by a benign-only map)."
@@ -20,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", required=True, help="target preset (gemma3-270m, minilm-l6) or pipeline id"
     )
-    parser.add_argument("--map", choices=MAP_KINDS, default="procrustes")
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default="beta")
+    parser.add_argument("--map", choices=list(MAPS), default="procrustes")
+    parser.add_argument("--calibration", choices=list(CALIBRATIONS), default="beta")
     parser.add_argument("--out", type=Path, required=True, help="pack file to write (.safetensors)")
     parser.add_argument(
         "--pairs", type=Path, default=None, help="pairs file (jsonl: safe, unsafe, category)"
@@ -33,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the pack and save it."""
-    from safesteer.jobs.build import build_pack, read_anchors, read_pairs
-    from safesteer.jobs.default_job import load_source, load_target
+    from safesteer.build import build_pack
+    from safesteer.data import read_anchors, read_pairs
+    from safesteer.models import load_source
+    from safesteer.targets import load_target
 
     pairs = read_pairs(args.pairs) if args.pairs else None
     anchors = read_anchors(args.anchors) if args.anchors else None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safesteer.jobs.build import CALIBRATIONS, MAP_KINDS
+from safesteer.maths.alignment import MAPS
+from safesteer.maths.calibration import CALIBRATIONS
+from safesteer.maths.gating import GATE_SCORES
 
 NAME = "demo"
 HELP = "Run the default job: build packs on real models and write the transfer report."
@@ -29,7 +31,7 @@ def _layer(text: str) -> int | str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer demo``."""
-    from safesteer.jobs.default_job import DEFAULT_LAYER, DEFAULT_SOURCE, DEFAULT_TARGETS
+    from safesteer.jobs.default.config import DEFAULT_LAYER, DEFAULT_SOURCE, DEFAULT_TARGETS
 
     parser.add_argument("--out", type=Path, default=Path("runs/default"), help="output folder")
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="source preset or model id / path")
@@ -44,12 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layer", type=_layer, default=DEFAULT_LAYER, help="source layer or 'auto'"
     )
     parser.add_argument(
-        "--map", action="append", choices=MAP_KINDS, default=None, help="map kinds (repeatable)"
+        "--map", action="append", choices=list(MAPS), default=None, help="map kinds (repeatable)"
     )
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default="beta")
+    parser.add_argument("--calibration", choices=list(CALIBRATIONS), default="beta")
     parser.add_argument(
         "--gate-score",
-        choices=("whitened", "projection"),
+        choices=list(GATE_SCORES),
         default="whitened",
         help="how the benign-fitted gate scores a prompt",
     )
@@ -65,14 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary."""
-    from safesteer.jobs.default_job import DEFAULT_TARGETS, JobConfig, run_default_job
+    from safesteer.jobs.default import DEFAULT_TARGETS, JobConfig, run_default_job
 
     config = JobConfig(
         out=args.out,
         source=args.source,
         targets=tuple(args.target or DEFAULT_TARGETS),
         layer=args.layer,
-        maps=tuple(args.map or MAP_KINDS),
+        maps=tuple(args.map or MAPS),
         calibration=args.calibration,
         gate_score=args.gate_score,
         n_anchors=args.anchors,

@@ -18,6 +18,10 @@ HELP = "Generate and score images (ASR, CLIP, FID) for packs and baselines; resu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from safesteer.evaluation.conditions import MODES
+    from safesteer.evaluation.protocol import PRESETS
+    from safesteer.evaluation.registry import CLASSIFIERS
+
     p = parser
     p.add_argument("--pipeline", required=True, help="hub id, folder or tiny preset (tiny-sd)")
     p.add_argument("--pipeline-revision", help="hub revision to pin")
@@ -26,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode",
         action="append",
-        choices=["always", "gated", "gated-source"],
+        choices=list(MODES),
         default=None,
         help="how packs are applied (repeatable; default: always): always (every "
         "prompt, the paper), gated (only prompts the pack's benign-fitted "
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="none | random | native=PATH.safetensors (repeat; default: none)",
     )
-    p.add_argument("--protocol", choices=["paper", "quick"], help="a preset of the settings below")
+    p.add_argument("--protocol", choices=list(PRESETS), help="a preset of the settings below")
     p.add_argument("--alphas", type=float, nargs="+", help="strengths α (paper: -1 0 1 3 5 7)")
     p.add_argument("--prompts", help="safety prompts for ASR (I2P csv, txt, jsonl, parquet…)")
     p.add_argument("--utility-prompts", help="benign prompts for CLIP-score and FID")
@@ -52,12 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--video-frames", type=int, help="frames sampled per video for scoring")
-    p.add_argument("--classifiers", nargs="+", choices=["nudenet", "q16", "open_nsfw"])
+    p.add_argument("--classifiers", nargs="+", choices=list(CLASSIFIERS))
     p.add_argument("--nudenet-labels", nargs="+")
-    p.add_argument("--nudenet-threshold", type=float)
-    p.add_argument("--q16-threshold", type=float)
+    for name, entry in CLASSIFIERS.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}-threshold",
+            type=float,
+            dest=f"{name}_threshold",
+            help=f"{name} flags at score >= this (default {entry.default_threshold:g})",
+        )
     p.add_argument("--q16-prompts", help="Q16 prompt embeddings (.safetensors/.npy/.json)")
-    p.add_argument("--open-nsfw-threshold", type=float)
     p.add_argument("--clip-model", help="CLIP for CLIP-score and Q16 (hub id/folder, random, none)")
     p.add_argument("--clip-scale", type=float, help="1 = cosine (default); 100 = ×100")
     p.add_argument("--fid-reference", help="folder of reference images for FID")
@@ -83,8 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from safesteer.evaluation.context import EvaluationSpec
     from safesteer.evaluation.protocol import PRESETS, EvaluationSettings
-    from safesteer.evaluation.runner import EvaluationSpec, evaluate
+    from safesteer.evaluation.registry import CLASSIFIERS
+    from safesteer.evaluation.runner import evaluate
     from safesteer.evaluation.workplan import PromptSet
 
     base = PRESETS[args.protocol] if args.protocol else EvaluationSettings()
@@ -100,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
         video_frames=args.video_frames,
         classifiers=tuple(args.classifiers) if args.classifiers else None,
         nudenet_labels=tuple(args.nudenet_labels) if args.nudenet_labels else None,
-        nudenet_threshold=args.nudenet_threshold,
-        q16_threshold=args.q16_threshold,
-        open_nsfw_threshold=args.open_nsfw_threshold,
+        **{f"{n}_threshold": getattr(args, f"{n}_threshold") for n in CLASSIFIERS},
         clip_model=off.get(args.clip_model, args.clip_model) if args.clip_model else None,
         clip_scale=args.clip_scale,
         fid_features=off.get(args.fid_features, args.fid_features) if args.fid_features else None,

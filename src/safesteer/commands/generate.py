@@ -28,6 +28,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer generate``."""
+    from safesteer.targets.attach import GATE_SIDES, TOKENS
+
     parser.add_argument(
         "--pipeline", required=True, help="hub id, local folder, or tiny-<family> (random weights)"
     )
@@ -40,15 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--column", default=None, help="prompt column of a table file")
     parser.add_argument("--alpha", type=float, default=1.0, help="steering strength α (default 1)")
-    parser.add_argument(
-        "--tokens", choices=("all", "real"), default="all", help="positions to steer"
-    )
+    parser.add_argument("--tokens", choices=list(TOKENS), default="all", help="positions to steer")
     parser.add_argument(
         "--gated", action="store_true", help="steer only prompts the pack's gate flags"
     )
     parser.add_argument(
         "--gate",
-        choices=("target", "source"),
+        choices=list(GATE_SIDES),
         default="target",
         help="which gate decides with --gated / --categories auto: the pack's gate on the "
         "pipeline's states (target, default) or its source gate on the source model's states",

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safesteer.evaluation.report import render_report
+    from safesteer.evaluation.report_page import render_report
 
     page = render_report(
         args.run_dir, out=args.out, unblur=args.unblur, per_strength=args.per_strength
