@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from safesteer.data import PromptPair
-from safesteer.errors import InputError
-from safesteer.jobs.build import (
+from safesteer.build import (
     SidePairs,
     assemble_pack,
     build_pack,
     native_pack,
-    read_pairs,
 )
+from safesteer.data import PromptPair, read_pairs
+from safesteer.errors import InputError
 from safesteer.maths.metrics import cosine
 from safesteer.pack import SafetyPack, source_spec
 
@@ -220,7 +219,8 @@ def test_read_pairs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_build_pack_on_real_minilm(tmp_path: Path) -> None:
     from safesteer.data import benign_anchors, load_pairs
-    from safesteer.jobs.default_job import load_source, load_target
+    from safesteer.models import load_source
+    from safesteer.targets import load_target
 
     target, _ = load_target("minilm-l6")
     pack = build_pack(

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError, ModelLoadError
-from safesteer.evaluation.clip import load_clip, random_clip
+from safesteer.evaluation.clip_model import load_clip, random_clip
 from safesteer.targets.tokenizers import clip_tokenizer
 
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
-from safesteer.evaluation.clip import random_clip
+from safesteer.evaluation.clip_model import random_clip
 from safesteer.evaluation.clip_score import clip_score
 from safesteer.targets.tokenizers import clip_tokenizer
 

@@ -12,16 +12,12 @@ from typing import Any
 import pytest
 import torch
 
+from safesteer.build import SidePairs
 from safesteer.data import load_pairs
-from safesteer.jobs.build import SidePairs
-from safesteer.jobs.default_job import (
-    GateInputs,
-    JobConfig,
-    gated_evaluation,
-    run_default_job,
-    split_anchors,
-)
-from safesteer.jobs.judges import LinearProbeJudge
+from safesteer.evaluation.probes import LinearProbe
+from safesteer.jobs.default import JobConfig, run_default_job
+from safesteer.jobs.default.direction_scores import GateInputs, gated_evaluation
+from safesteer.jobs.default.splits import split_anchors
 from safesteer.maths.gating import Gate
 from safesteer.pack import SafetyPack, source_spec
 
@@ -156,7 +152,7 @@ def test_gated_evaluation_leaves_unsteered_benign_bit_identical() -> None:
     )
     unsafe_t, safe_t = torch.randn(40, d_tgt, generator=g) - 2, torch.randn(40, d_tgt, generator=g)
     benign_t = torch.randn(30, d_tgt, generator=g) + 1
-    judges = {"linear-probe": LinearProbeJudge().fit(safe_t, unsafe_t)}
+    judges = {"linear-probe": LinearProbe().fit(safe_t, unsafe_t)}
     test = SidePairs(safe_t, unsafe_t, tuple(["a"] * 40))
     src_unsafe = torch.randn(40, d_src, generator=g)
     src_unsafe[:30, 0] -= 20.0  # the source gate sees 30 of the 40 unsafe prompts
@@ -165,7 +161,7 @@ def test_gated_evaluation_leaves_unsteered_benign_bit_identical() -> None:
     decide_on = GateInputs(src_unsafe, torch.randn(40, d_src, generator=g), quiet_benign)
     v_t = torch.full((d_tgt,), 0.7)
     curve, rates = gated_evaluation(
-        v_t, gate, decide_on, test=test, easy_benign=benign_t, judges=judges, alphas=(0.0, 2.0, 5.0)
+        v_t, gate, decide_on, test=test, easy_benign=benign_t, probes=judges, alphas=(0.0, 2.0, 5.0)
     )
     assert rates["benign_held_out_steered"] == 0.0 and rates["unsafe_test_steered"] == 0.75
     for row in curve:  # benign rows the gate left alone are bit-identical at every α
@@ -199,7 +195,7 @@ def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
     assert pooling["vector_top1_dim_share"] < 0.5
     # SmolLM2's position 0 is an attention sink: the reader must find and drop it (counted
     # only for prompts read now, not cache hits, so read a few without the cache)
-    from safesteer.jobs.default_job import DEFAULT_LAYER
+    from safesteer.jobs.default import DEFAULT_LAYER
     from safesteer.models import SourceReader
 
     reader = SourceReader.from_preset("smollm2-135m", cache=False)
@@ -258,7 +254,7 @@ def test_user_pipeline_target_unreachable_is_model_load_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from safesteer.errors import ModelLoadError
-    from safesteer.jobs.default_job import load_target
+    from safesteer.targets import load_target
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match=r"FLUX\.1-schnell"):

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from safesteer.errors import InputError
-from safesteer.jobs.judges import (
-    LinearProbeJudge,
-    PCAProbeJudge,
+from safesteer.evaluation.probes import (
+    LinearProbe,
+    PCAProbe,
     disagreement,
-    fit_judges,
+    fit_probes,
     informative_dims,
 )
 
@@ -26,7 +26,7 @@ def planted(n: int = 300, d: int = 20, seed: int = 0) -> tuple[torch.Tensor, tor
     return safe, unsafe
 
 
-@pytest.mark.parametrize("cls", [LinearProbeJudge, PCAProbeJudge])
+@pytest.mark.parametrize("cls", [LinearProbe, PCAProbe])
 def test_judge_separates_planted_axis(cls: type) -> None:
     safe, unsafe = planted()
     test_safe, test_unsafe = planted(seed=1)
@@ -41,7 +41,7 @@ def test_judge_separates_planted_axis(cls: type) -> None:
 
 def test_linear_probe_drops_near_constant_dims() -> None:
     safe, unsafe = planted()
-    judge = LinearProbeJudge().fit(safe, unsafe)
+    judge = LinearProbe().fit(safe, unsafe)
     assert not bool(judge.kept_[1]) and bool(judge.kept_[0])
     assert judge.describe()["dims_dropped_near_constant"] == 1
     # a tiny push along the near-constant dim (1e-3, a million of its stds) must not flip verdicts
@@ -68,7 +68,7 @@ def test_pca_probe_blind_to_off_manifold_push_linear_probe_not() -> None:
     unsafe[:, 0] += 6.0
     safe[:, 5] = 0.01 * torch.randn(200, generator=g) - 0.02
     unsafe[:, 5] = 0.01 * torch.randn(200, generator=g) + 0.02
-    lin, pca = LinearProbeJudge().fit(safe, unsafe), PCAProbeJudge(n_components=2).fit(safe, unsafe)
+    lin, pca = LinearProbe().fit(safe, unsafe), PCAProbe(n_components=2).fit(safe, unsafe)
     pushed = unsafe.clone()
     pushed[:, 5] -= 10.0  # far off the manifold, along the linear probe's minor axis
     same = (pca.is_unsafe(pushed) == pca.is_unsafe(unsafe)).float().mean()
@@ -78,9 +78,9 @@ def test_pca_probe_blind_to_off_manifold_push_linear_probe_not() -> None:
     assert disagreement(lin, pca, pushed) > 0.4
 
 
-def test_fit_judges_and_describe() -> None:
+def test_fit_probes_and_describe() -> None:
     safe, unsafe = planted(n=100)
-    judges = fit_judges(safe, unsafe)
+    judges = fit_probes(safe, unsafe)
     assert set(judges) == {"linear-probe", "pca-probe"}
     for j in judges.values():
         d = j.describe()
@@ -89,6 +89,6 @@ def test_fit_judges_and_describe() -> None:
 
 def test_bad_inputs_raise_input_error() -> None:
     with pytest.raises(InputError):
-        LinearProbeJudge().fit(torch.randn(5, 3), torch.randn(5, 4))
+        LinearProbe().fit(torch.randn(5, 3), torch.randn(5, 4))
     with pytest.raises(InputError):
-        PCAProbeJudge().fit(torch.randn(1, 3), torch.randn(5, 3))
+        PCAProbe().fit(torch.randn(1, 3), torch.randn(5, 3))

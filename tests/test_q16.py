@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from safesteer.errors import InputError
-from safesteer.evaluation.clip import random_clip
+from safesteer.evaluation.clip_model import random_clip
 from safesteer.evaluation.q16 import Q16Classifier, load_prompt_embeddings
 from safesteer.targets.tokenizers import clip_tokenizer
 

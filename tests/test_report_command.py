@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from safesteer.cli import main
-from test_report import _run  # the planted run folder
+from test_report_page import _run  # the planted run folder
 
 
 def test_report_command_writes_the_page(tmp_path, capsys):

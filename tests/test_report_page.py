@@ -13,7 +13,7 @@ from PIL import Image
 
 from safesteer.errors import InputError
 from safesteer.evaluation.protocol import EvaluationSettings, ProtocolRecord
-from safesteer.evaluation.report import render_report
+from safesteer.evaluation.report_page import render_report
 from safesteer.evaluation.store import ResultsStore, item_id
 
 CHROMIUM = "/usr/bin/chromium"

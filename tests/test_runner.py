@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
+from safesteer.evaluation.context import sample_frames
 from safesteer.evaluation.protocol import PRESETS
-from safesteer.evaluation.runner import EvaluationSpec, evaluate, sample_frames
+from safesteer.evaluation.runner import EvaluationSpec, evaluate
 from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.workplan import PromptSet
 from safesteer.pack import SafetyPack

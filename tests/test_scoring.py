@@ -7,7 +7,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from safesteer.evaluation.clip import random_clip
+from safesteer.evaluation.clip_model import random_clip
 from safesteer.evaluation.clip_score import clip_score
 from safesteer.evaluation.nudenet import NudeNetClassifier
 from safesteer.evaluation.open_nsfw import OpenNSFWClassifier

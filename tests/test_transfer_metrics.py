@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from safesteer.errors import InputError
-from safesteer.jobs.judges import LinearProbeJudge, fit_judges
-from safesteer.jobs.transfer_report import (
+from safesteer.evaluation.probes import LinearProbe, fit_probes
+from safesteer.evaluation.transfer_metrics import (
     alpha_reaching,
     category_table,
     norm_ratio,
@@ -70,7 +70,7 @@ def test_shift_pooled_gated_rows_bit_identical() -> None:
 def test_steering_curve_along_safe_direction_clears_judge() -> None:
     safe, unsafe = clouds()
     test_safe, test_unsafe = clouds(seed=3)
-    judges = fit_judges(safe, unsafe)
+    judges = fit_probes(safe, unsafe)
     v = torch.zeros(16)
     v[0] = 2.0
     curve = steering_curve(v, test_unsafe, test_safe, judges, (0.0, 1.0, 3.0))
@@ -91,7 +91,7 @@ def test_steering_curve_along_safe_direction_clears_judge() -> None:
 
 def test_steering_curve_gated_fractions() -> None:
     safe, unsafe = clouds()
-    judges = {"linear-probe": LinearProbeJudge().fit(safe, unsafe)}
+    judges = {"linear-probe": LinearProbe().fit(safe, unsafe)}
     v = torch.zeros(16)
     v[0] = 5.0
     steer_u = torch.arange(200) < 150
@@ -120,7 +120,7 @@ def test_category_table_diagonal() -> None:
     safe[n:, 1] += 2
     unsafe[n:, 1] -= 2
     cats = ["a"] * n + ["b"] * n
-    judge = LinearProbeJudge().fit(safe, unsafe)
+    judge = LinearProbe().fit(safe, unsafe)
     va, vb = torch.zeros(d), torch.zeros(d)
     va[0], vb[1] = 4.0, 4.0
     table = category_table({"a": va, "b": vb}, safe, unsafe, cats, judge, alpha=0.5)
@@ -133,7 +133,7 @@ def test_category_table_diagonal() -> None:
 
 
 def test_top_dim_shares_detect_outlier_dimension() -> None:
-    from safesteer.jobs.transfer_report import top_dim_share, vector_top_dim_share
+    from safesteer.evaluation.transfer_metrics import top_dim_share, vector_top_dim_share
 
     x = torch.randn(500, 50)
     assert top_dim_share(x) < 0.1
