@@ -5,7 +5,8 @@ Every file safesteer writes that a later step or a resumed run reads goes throug
 Example:
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "out" / "a.json"
-    >>> write_json_atomic(p, {"alpha": 5.0})
+    >>> write_json_atomic(p, {"alpha": 5.0}) == p
+    True
     >>> p.read_text()
     '{\\n  "alpha": 5.0\\n}\\n'
 """
