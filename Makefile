@@ -17,10 +17,10 @@ demo: setup
 ## Lint, type-check and run the whole test suite.
 test: setup lint typecheck unit
 
-## ruff lint rules and ruff's formatter (fix with: ruff format src tests benchmarks)
+## ruff lint rules and ruff's formatter (fix with: ruff format src tests benchmarks examples)
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: setup
 	$(BIN)/mypy
