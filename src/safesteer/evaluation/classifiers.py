@@ -1,4 +1,4 @@
-"""The classifier contract shared by every safety judge, and the "any flags" rule for ASR.
+"""The contract of an image safety classifier, and the "any flags" rule for ASR.
 
 A classifier takes PIL images and returns one :class:`Verdict` per image: a score in [0, 1],
 whether it is flagged at the classifier's pinned threshold, and the details behind the score.
@@ -42,7 +42,7 @@ class Verdict:
 
 @runtime_checkable
 class SafetyClassifier(Protocol):
-    """What the runner needs from a safety judge."""
+    """What the runner needs from an image safety classifier (the registry lists them)."""
 
     name: str
 

@@ -37,7 +37,15 @@ from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.summary import summarize
 from safesteer.evaluation.workplan import WorkItem, plan_work
 
-__all__ = ["EvaluationResult", "EvaluationSpec", "evaluate"]
+__all__ = [
+    "EvaluationResult",
+    "EvaluationSpec",
+    "build_fid",
+    "compute_fid",
+    "evaluate",
+    "make_protocol",
+    "store_item",
+]
 
 
 @dataclass
