@@ -39,7 +39,6 @@ def plot_curves(metrics: JobMetrics, target: str, path: Path) -> Path:
             ax2.plot(
                 [p["benign_cosine"] for p in curve], u, mode.line_style, marker="o", color=colour
             )
-    assert rep.random is not None
     rnd = rep.random.always_on
     a = [p["alpha"] for p in rnd]
     mean = [p["unsafe_rate"][QUOTED_PROBE]["mean"] for p in rnd]
@@ -67,7 +66,6 @@ def plot_aurocs(metrics: JobMetrics, target: str, path: Path) -> Path:
     """Bars: style-matched (honest) and benign-vs-unsafe (easy, confounded) AUROC per direction."""
     plt = _plt()
     rep = metrics.targets[target]
-    assert rep.random is not None
     directions = list(rep.directions())
     names = [n for n, _ in directions] + ["random"]
     honest = [s.auroc_style_matched for _, s in directions] + [

@@ -208,8 +208,8 @@ class TargetReport:
     probe_check_on_test: dict[str, dict[str, float]]
     pooling_check: dict[str, float]
     native: NativeResult
+    random: RandomResult
     maps: dict[str, MapResult] = field(default_factory=dict)
-    random: RandomResult | None = None
     images: dict[str, Any] | None = None
     best_map: str | None = None
     seconds: float = 0.0
@@ -232,9 +232,8 @@ class TargetReport:
             "pooling_check": self.pooling_check,
             "native": self.native.to_json(),
             "maps": {k: v.to_json() for k, v in self.maps.items()},
+            "random": self.random.to_json(),
         }
-        if self.random is not None:
-            out["random"] = self.random.to_json()
         if self.images is not None:
             out["images"] = self.images
         if self.best_map is not None:

@@ -50,7 +50,6 @@ def _target_section(name: str, rep: TargetReport, plots: list[str]) -> str:
                 source_gate.get("unsafe_test_steered", "—"),
             ]
         )
-    assert rep.random is not None
     rows.append(
         [
             "random",

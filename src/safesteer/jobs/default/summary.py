@@ -65,7 +65,6 @@ def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
             alpha_always_on=always,
             alpha_gated=gated,
         )
-        assert rep.random is not None
         rnd = rep.random.auroc_style_matched
         lines.append(
             f"[{name}] best map {best}: style-matched AUROC {row.scores.auroc_style_matched:.3f} "
