@@ -121,18 +121,44 @@ def test_steer_negative_moves_both_branches(family: tc.Family) -> None:
     torch.testing.assert_close(neg1 - neg0, v.expand_as(neg0), rtol=1e-5, atol=1e-5)
 
 
+def _first_conditioning(pipe, **call) -> list[torch.Tensor]:
+    """The conditioning each denoiser call received, for a 2-step call with ``call``."""
+    from safesteer.targets.tiny import tiny_call_defaults
+
+    seen: list[torch.Tensor] = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda m, a, k: seen.append(k["encoder_hidden_states"].clone()), with_kwargs=True
+    )
+    try:
+        pipe(
+            num_inference_steps=2,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(0),
+            **{**tiny_call_defaults("flux"), **call},
+        )
+    finally:
+        hook.remove()
+    return seen
+
+
 def test_two_call_family_leaves_negative_alone_and_direct_calls_are_positive() -> None:
     pipe, adapter = tc.make("flux")
     pack = tc.random_pack(adapter)
     _, base = tc.run(pipe, FLUX, ["a cat"])
     attach(pipe, pack, alpha=1.0)
     _, steer = tc.run(pipe, FLUX, ["a cat"])
-    # after a pipeline call, a direct encode_prompt call is a fresh positive call
-    direct = pipe.encode_prompt(prompt=["a cat"], prompt_2=None, max_sequence_length=16)[0]
+    # after a pipeline call, a direct encode_prompt call is a fresh positive call: its states
+    # are returned unsteered (steering happens once, at the denoiser), and passed back as
+    # prompt_embeds they are steered exactly once, as the positive branch
+    direct, pooled, _ = pipe.encode_prompt(prompt=["a cat"], prompt_2=None, max_sequence_length=16)
+    again = _first_conditioning(pipe, prompt_embeds=direct, pooled_prompt_embeds=pooled)
     detach(pipe)
     plain = pipe.encode_prompt(prompt=["a cat"], prompt_2=None, max_sequence_length=16)[0]
     assert torch.equal(tc.branches(FLUX, steer, 1)[1], tc.branches(FLUX, base, 1)[1])
-    torch.testing.assert_close(direct - plain, pack.global_vector.expand_as(plain))
+    assert torch.equal(direct, plain)
+    torch.testing.assert_close(again[0] - plain, pack.global_vector.expand_as(plain))
+    # the same as the text's steered conditioning (up to T5's grad-mode rounding, 1e-6)
+    torch.testing.assert_close(again[0], tc.branches(FLUX, steer, 1)[0])
 
 
 def test_num_images_per_prompt_rows_all_steered() -> None:

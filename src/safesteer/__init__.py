@@ -62,9 +62,11 @@ _EXPORTS: dict[str, str] = {
     "adapter_for": "safesteer.targets.registry",
     "attach": "safesteer.targets.attach",
     "detach": "safesteer.targets.attach",
+    "is_steered": "safesteer.targets.attach",
     "last_steering": "safesteer.targets.attach",
     "load_pipeline": "safesteer.targets.registry",
     "load_target": "safesteer.targets.registry",
+    "save_pretrained": "safesteer.targets.saving",
     "steered": "safesteer.targets.attach",
     "tiny_pipeline": "safesteer.targets.tiny",
     # --- evaluation ---
@@ -86,6 +88,14 @@ _EXPORTS: dict[str, str] = {
     # --- jobs ---
     "JobConfig": "safesteer.jobs.default",
     "run_default_job": "safesteer.jobs.default",
+}
+
+# diffusers' loader resolves a ["safesteer", "SteeredDenoiser"] entry of a model_index.json
+# (written by safesteer.save_pretrained) in this module, and looks up ModelMixin here to know
+# how to load it; not public names
+_FOR_DIFFUSERS: dict[str, str] = {
+    "SteeredDenoiser": "safesteer.targets.saving",
+    "ModelMixin": "diffusers",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -122,17 +132,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from safesteer.maths.steering import combine_directions, steer_states
     from safesteer.models import LoadedModel, SourceReader, choose_layer, load_preset, load_source
     from safesteer.pack import SafetyPack
-    from safesteer.targets.attach import attach, detach, last_steering, steered
+    from safesteer.targets.attach import attach, detach, is_steered, last_steering, steered
     from safesteer.targets.base import EncodedPrompts, TargetAdapter
     from safesteer.targets.encoder import EncoderTarget
     from safesteer.targets.registry import adapter_for, load_pipeline, load_target
+    from safesteer.targets.saving import save_pretrained
     from safesteer.targets.tiny import tiny_pipeline
 
     pass
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _EXPORTS.get(name) or _FOR_DIFFUSERS.get(name)
     if module is None:
         raise AttributeError(f"module 'safesteer' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

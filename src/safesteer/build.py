@@ -45,7 +45,7 @@ from safesteer.maths.alignment import MAPS, AlignmentMap, make_map
 from safesteer.maths.calibration import CALIBRATIONS, anchor_scale_ratio
 from safesteer.maths.directions import Direction, category_directions, difference_of_means
 from safesteer.maths.gating import Gate
-from safesteer.pack import SafetyPack, source_spec
+from safesteer.pack import DEFAULT_ALPHA, SafetyPack, source_spec
 from safesteer.provenance import environment_record, text_set_hash
 
 
@@ -221,7 +221,12 @@ def assemble_pack(
         category_vectors=cat_t,
         target_id=target_id,
         conditioning_space=conditioning_space,
-        calibration={"beta": beta, "source_norm": v_s.norm, "target_norm": float(v_t.norm())},
+        calibration={
+            "beta": beta,
+            "source_norm": v_s.norm,
+            "target_norm": float(v_t.norm()),
+            "alpha_default": DEFAULT_ALPHA,  # a rule fixed in advance (the paper's α), no peeking
+        },
         gate=gate,
         provenance=prov,
         source_gate=source_gate,
@@ -249,7 +254,7 @@ def native_pack(
         category_vectors={c: d.vector.float() for c, d in cat_n.items()},
         target_id=target_id,
         conditioning_space=conditioning_space,
-        calibration={"target_norm": v_n.norm},
+        calibration={"target_norm": v_n.norm, "alpha_default": DEFAULT_ALPHA},
         gate=gate,
         provenance={
             **dict(provenance),

@@ -33,3 +33,9 @@ class PackError(SafeSteerError, ValueError):
 
 class ModelLoadError(SafeSteerError, RuntimeError):
     """A model that cannot be found or loaded (no hub, missing package, wrong id)."""
+
+
+class SteeringError(SafeSteerError, RuntimeError):
+    """A steered pipeline used in a way that would run it unsteered, or steer it wrongly
+    (a denoiser called outside an observed pipeline call, a save that would drop the steering,
+    a pipeline that encodes prompts unlike the one the pack was attached to)."""

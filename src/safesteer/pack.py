@@ -43,9 +43,12 @@ from safesteer.errors import PackError
 from safesteer.maths.gating import Gate, GateDecision
 from safesteer.maths.steering import combine_directions
 
-__all__ = ["FORMAT_VERSION", "SafetyPack", "source_spec", "tensor_sha256"]
+__all__ = ["DEFAULT_ALPHA", "FORMAT_VERSION", "SafetyPack", "source_spec", "tensor_sha256"]
 
 FORMAT_VERSION = 1
+#: the strength :func:`safesteer.attach` uses when a pack carries no ``alpha_default`` (the
+#: paper's α for FLUX and Qwen-Image); packs built by safesteer record it in ``calibration``
+DEFAULT_ALPHA = 5.0
 _META_KEY = "safesteer"
 _BUILD_HINT = "rebuild it with `safesteer build --target ...`"
 
@@ -138,7 +141,23 @@ class SafetyPack:
     def __post_init__(self) -> None:
         self._validate(source="SafetyPack")
 
+    def __repr__(self) -> str:
+        """One line: space, D, target, source, categories, α default, gates (no tensors)."""
+        gates = [n for n, g in (("target", self.gate), ("source", self.source_gate)) if g]
+        src = self.provenance.get("source_model")
+        where = f", source={src!r} L{self.provenance.get('source_layer')}" if src else ""
+        return (
+            f"SafetyPack({self.conditioning_space!r}, dim={self.dim}, "
+            f"target={self.target_id!r}{where}, categories={self.categories}, "
+            f"alpha_default={self.alpha_default:g}, gates={gates or 'none'})"
+        )
+
     # ---- properties ----------------------------------------------------------------------
+    @property
+    def alpha_default(self) -> float:
+        """The calibrated default strength (``calibration["alpha_default"]``, else 5)."""
+        return float(self.calibration.get("alpha_default", DEFAULT_ALPHA))
+
     @property
     def dim(self) -> int:
         """Dimension D of the conditioning space."""

@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "load_target": "safesteer.targets.registry",
     "TINY_FAMILIES": "safesteer.targets.tiny",
     "tiny_pipeline": "safesteer.targets.tiny",
+    "save_pretrained": "safesteer.targets.saving",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_pipeline,
         load_target,
     )
+    from safesteer.targets.saving import save_pretrained
     from safesteer.targets.tiny import TINY_FAMILIES, tiny_pipeline
 
 

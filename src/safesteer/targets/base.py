@@ -110,6 +110,14 @@ class TargetAdapter:
             ``encode_prompt`` (FLUX, Qwen-Image) rather than returning both branches at once.
         makes_video: True where the pipeline returns video frames (``out.frames``), not images.
         default_max_sequence_length: the pipeline ``__call__``'s default text length.
+        components: (component name, class name) pairs the family's pipelines hold (FLUX:
+            ``(("transformer", "FluxTransformer2DModel"),)``); :func:`safesteer.adapter_for`
+            matches variant pipelines (img2img, inpaint, ``from_pipe`` copies) by these.
+        denoiser_input: ``(keyword, position)`` of the conditioning in the denoiser's call
+            (``"encoder_hidden_states"``; Z-Image: ``("cap_feats", 2)``), where
+            :func:`safesteer.attach`'s hook adds ``α·v``.
+        encoding_attributes: pipeline attributes that decide how prompts are encoded (e.g.
+            Qwen-Image's template); a pipeline sharing a steered denoiser must have equal ones.
     """
 
     family: ClassVar[str] = ""
@@ -119,6 +127,9 @@ class TargetAdapter:
     makes_video: ClassVar[bool] = False
     default_max_sequence_length: ClassVar[int | None] = None
     encode_method: ClassVar[str] = "encode_prompt"
+    components: ClassVar[tuple[tuple[str, str], ...]] = ()
+    denoiser_input: ClassVar[tuple[str, int | None]] = ("encoder_hidden_states", None)
+    encoding_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

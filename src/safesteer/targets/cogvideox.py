@@ -25,6 +25,7 @@ class CogVideoXAdapter(TargetAdapter):
     space = "t5"
     makes_video = True
     pipeline_classes = ("CogVideoXPipeline",)
+    components = (("transformer", "CogVideoXTransformer3DModel"),)
     default_max_sequence_length = 226
 
     def _encode_call(self, prompts: list[str]) -> Any:

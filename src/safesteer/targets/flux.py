@@ -28,6 +28,7 @@ class FluxAdapter(TargetAdapter):
     family = "flux"
     space = "t5"
     pipeline_classes = ("FluxPipeline",)
+    components = (("transformer", "FluxTransformer2DModel"),)
     two_call_cfg = True
     default_max_sequence_length = 512
 

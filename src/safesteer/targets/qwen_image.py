@@ -30,6 +30,8 @@ class QwenImageAdapter(TargetAdapter):
     family = "qwen_image"
     space = "qwen2.5-vl"
     pipeline_classes = ("QwenImagePipeline",)
+    components = (("transformer", "QwenImageTransformer2DModel"),)
+    encoding_attributes = ("prompt_template_encode", "prompt_template_encode_start_idx")
     two_call_cfg = True
     default_max_sequence_length = 512
 

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from safesteer.errors import InputError, ModelLoadError
@@ -54,17 +55,124 @@ KNOWN_PIPELINES: dict[str, str] = {
 }
 
 
+#: caches: adapter class -> its reference diffusers class; (pipeline, adapter) -> classes
+_REFERENCES: dict[type, type | None] = {}
+_COMPATIBLE: dict[tuple[type, type], tuple[type, ...]] = {}
+
+
+def _names(obj: Any) -> set[str]:
+    return {c.__name__ for c in type(obj).__mro__}
+
+
+def _reference(adapter_cls: type[TargetAdapter]) -> type | None:
+    """The diffusers pipeline class an adapter was written for (its first ``pipeline_classes``)."""
+    import diffusers
+
+    if adapter_cls in _REFERENCES:
+        return _REFERENCES[adapter_cls]
+    _REFERENCES[adapter_cls] = None
+    for name in adapter_cls.pipeline_classes:
+        try:
+            cls = getattr(diffusers, name, None)
+        except Exception:  # a pipeline whose optional dependencies are missing
+            cls = None
+        if isinstance(cls, type):
+            _REFERENCES[adapter_cls] = cls
+            break
+    return _REFERENCES[adapter_cls]
+
+
+def _same_encoder_call(cls: type, adapter_cls: type[TargetAdapter]) -> bool:
+    """``cls.encode_prompt`` takes the same arguments as the adapter's reference pipeline's."""
+    ref = _reference(adapter_cls)
+    if ref is None or not hasattr(cls, adapter_cls.encode_method):
+        return False
+    try:
+        return inspect.signature(getattr(cls, adapter_cls.encode_method)) == inspect.signature(
+            getattr(ref, adapter_cls.encode_method)
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _by_components(pipe: Any) -> type[TargetAdapter] | None:
+    """The adapter whose family components ``pipe`` holds and whose encoder call it shares."""
+    best: tuple[int, type[TargetAdapter]] | None = None
+    for cls in ADAPTERS:
+        wanted = cls.components
+        if not wanted or not all(c in _names(getattr(pipe, name, None)) for name, c in wanted):
+            continue
+        if not _same_encoder_call(type(pipe), cls):
+            continue
+        if best is None or len(wanted) > best[0]:
+            best = (len(wanted), cls)
+    return None if best is None else best[1]
+
+
 def _adapter_class(pipe: Any) -> type[TargetAdapter]:
+    """By class name (the pipeline or a base class is one an adapter serves), else by components
+    (a variant of a family: img2img, inpaint, control…, with the same ``encode_prompt``)."""
     mro = [c.__name__ for c in type(pipe).__mro__]
     for name in mro:  # most specific class first (EncoderConditionedPipeline before SD)
         for cls in ADAPTERS:
             if name in cls.pipeline_classes:
                 return cls
+    found = _by_components(pipe)
+    if found is not None:
+        return found
     supported = sorted(c for a in ADAPTERS for c in a.pipeline_classes)
     raise InputError(
         f"no safesteer adapter for {type(pipe).__name__}",
-        hint=f"supported pipelines: {', '.join(supported)}",
+        hint=f"supported: {', '.join(supported)} and their variants that hold the same "
+        "denoiser and encode prompts the same way (e.g. FluxImg2ImgPipeline)",
     )
+
+
+def compatible_classes(pipe_cls: type, adapter_cls: type[TargetAdapter]) -> tuple[type, ...]:
+    """Pipeline classes whose calls the adapter's steering hook observes.
+
+    ``pipe_cls`` itself, plus every pipeline of the reference pipeline's diffusers subpackage
+    (``diffusers.pipelines.flux`` for FLUX…) with the same ``encode_prompt`` arguments: the
+    variants a ``from_pipe`` copy may be (FLUX: img2img, inpaint, fill, control, controlnet,
+    kontext…). Edit pipelines that put images in the prompt (Qwen-Image-Edit) differ and are
+    left out; a steered denoiser refuses to run in them.
+
+    Example:
+        >>> from safesteer.targets.flux import FluxAdapter
+        >>> from diffusers import FluxPipeline
+        >>> "FluxImg2ImgPipeline" in {c.__name__ for c in compatible_classes(FluxPipeline,
+        ...                                                                   FluxAdapter)}
+        True
+    """
+    import importlib
+
+    from diffusers import DiffusionPipeline
+
+    known = _COMPATIBLE.get((pipe_cls, adapter_cls))
+    if known is not None:
+        return known
+    found = [pipe_cls]
+    ref = _reference(adapter_cls)
+    if ref is None:
+        _COMPATIBLE[(pipe_cls, adapter_cls)] = (pipe_cls,)
+        return (pipe_cls,)
+    package = importlib.import_module(ref.__module__.rsplit(".", 1)[0])
+    for name in sorted(dir(package)):
+        if not name.endswith("Pipeline"):
+            continue
+        try:
+            cls = getattr(package, name)
+        except Exception:  # optional dependencies missing (Flax, ONNX…)
+            continue
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, DiffusionPipeline)
+            and cls not in found
+            and _same_encoder_call(cls, adapter_cls)
+        ):
+            found.append(cls)
+    _COMPATIBLE[(pipe_cls, adapter_cls)] = tuple(found)
+    return tuple(found)
 
 
 def adapter_for(

@@ -30,6 +30,7 @@ class SanaAdapter(TargetAdapter):
     family = "sana"
     space = "gemma2"
     pipeline_classes = ("SanaPipeline",)
+    components = (("transformer", "SanaTransformer2DModel"),)
     default_max_sequence_length = 300
 
     def _encode_call(self, prompts: list[str]) -> Any:

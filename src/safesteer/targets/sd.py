@@ -24,6 +24,7 @@ class SDAdapter(TargetAdapter):
     family = "sd"
     space = "clip"
     pipeline_classes = ("StableDiffusionPipeline",)
+    components = (("unet", "UNet2DConditionModel"), ("text_encoder", "CLIPTextModel"))
 
     def _encode_call(self, prompts: list[str]) -> Any:
         return self.pipe.encode_prompt(prompts, self.pipe._execution_device, 1, False)

@@ -34,6 +34,7 @@ class SD3Adapter(TargetAdapter):
     family = "sd3"
     space = "clip+t5"
     pipeline_classes = ("StableDiffusion3Pipeline",)
+    components = (("transformer", "SD3Transformer2DModel"),)
     default_max_sequence_length = 256
 
     def __init__(self, pipe: Any, *, part: str = "joint", **kwargs: Any) -> None:

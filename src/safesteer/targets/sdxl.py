@@ -26,6 +26,10 @@ class SDXLAdapter(TargetAdapter):
     family = "sdxl"
     space = "clip-l+bigg"
     pipeline_classes = ("StableDiffusionXLPipeline",)
+    components = (
+        ("unet", "UNet2DConditionModel"),
+        ("text_encoder_2", "CLIPTextModelWithProjection"),
+    )
 
     def _encode_call(self, prompts: list[str]) -> Any:
         return self.pipe.encode_prompt(

@@ -25,6 +25,7 @@ class WanAdapter(TargetAdapter):
     space = "umt5"
     makes_video = True
     pipeline_classes = ("WanPipeline",)
+    components = (("transformer", "WanTransformer3DModel"),)
     default_max_sequence_length = 512
 
     def _encode_call(self, prompts: list[str]) -> Any:

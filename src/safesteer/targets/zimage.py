@@ -30,6 +30,8 @@ class ZImageAdapter(TargetAdapter):
     family = "zimage"
     space = "qwen3"
     pipeline_classes = ("ZImagePipeline",)
+    components = (("transformer", "ZImageTransformer2DModel"),)
+    denoiser_input = ("cap_feats", 2)
     default_max_sequence_length = 512
 
     def _encode_call(self, prompts: list[str]) -> Any:
