@@ -45,6 +45,8 @@ CORE = {
     "safesteer.errors",
     "safesteer.atomic",
     "safesteer.provenance",
+    "safesteer.hub",
+    "safesteer.templating",
 }
 
 

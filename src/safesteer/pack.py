@@ -305,6 +305,28 @@ class SafetyPack:
             if not bool(torch.isfinite(t).all()):
                 raise PackError(f"{source}: {what} tensor {name!r} contains NaN or Inf")
 
+    # ---- the hub (safesteer.hub) ---------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, *, report: str | Path | None = None) -> Path:
+        """Write a hub-style folder: this pack, its model card (+ a report's figures)."""
+        from safesteer.hub import save_pack_folder
+
+        return save_pack_folder(self, folder, report=report)
+
+    @classmethod
+    def from_pretrained(cls, repo_or_folder: str | Path, **kwargs: Any) -> SafetyPack:
+        """Load from a local folder / pack file (always wins) or a hub repo id (cached,
+        offline-aware); ``kwargs``: ``revision``, ``cache_dir``, ``local_files_only``,
+        ``force_download``, ``token``, ``filename`` (:func:`safesteer.hub.resolve_pack_file`)."""
+        from safesteer.hub import resolve_pack_file
+
+        return cls.load(resolve_pack_file(repo_or_folder, **kwargs))
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this pack and its card to ``repo_id`` (:func:`safesteer.hub.push_pack`)."""
+        from safesteer.hub import push_pack
+
+        return push_pack(self, repo_id, **kwargs)
+
     # ---- save / load ---------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         """The JSON metadata that :meth:`save` writes (with the tensor hash)."""

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError, ModelLoadError
+from safesteer.hub import hub_access
 
 # Pinned: the CLIP used by the paper's utility metric and by Q16.
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
@@ -80,6 +81,7 @@ def load_clip(id_or_path: str, *, revision: str | None = None, device: str = "cp
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     kw: dict[str, Any] = {"revision": revision} if revision else {}
+    kw.update(hub_access(id_or_path, what="CLIP model", revision=revision))  # fail fast offline
     try:
         model: Any = CLIPModel.from_pretrained(id_or_path, **kw)
         model = model.to(device).eval()

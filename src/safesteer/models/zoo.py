@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from safesteer.errors import ModelLoadError
+from safesteer.hub import hub_access
 
 Kind = Literal["causal-lm", "encoder"]
 
@@ -267,6 +268,8 @@ def load_pretrained(
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     if revision:
         extra["revision"] = revision
+    if not path.exists():  # a hub id: offline, the cache or a clear error at once, no retries
+        extra.update(hub_access(name_or_path, what="source model", revision=revision))
     try:
         config = AutoConfig.from_pretrained(name_or_path, **extra)
         kind = kind or _guess_kind(config)

@@ -258,6 +258,9 @@ def load_pipeline(
             kwargs["torch_dtype"] = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
             if not isinstance(kwargs["torch_dtype"], torch.dtype):
                 raise InputError(f"unknown dtype {dtype!r}", hint="e.g. bfloat16, float16, float32")
+        from safesteer.hub import hub_access
+
+        kwargs.update(hub_access(id_or_path, what="pipeline", filename="model_index.json"))
         try:
             pipe = DiffusionPipeline.from_pretrained(id_or_path, **kwargs)
         except (OSError, ValueError) as exc:
