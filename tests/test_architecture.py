@@ -47,6 +47,7 @@ CORE = {
     "safesteer.provenance",
     "safesteer.hub",
     "safesteer.templating",
+    "safesteer.logs",
 }
 
 

@@ -98,7 +98,12 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
     )
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["summary"]["lines"] == metrics["summary"]["lines"]
-    assert (tmp_path / "index.html").read_text().count("<img") >= 2
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<img") >= 2
+    # the first screen: headline and plots before the long tables and the JSON
+    assert page.index("How much safer, at what cost") < page.index("t1-curves.png")
+    assert page.index("t1-curves.png") < page.index("<h3>Directions") < page.index("Provenance")
+    assert "<td>t1</td><td>procrustes</td>" in page or "<td>t1</td><td>ridge</td>" in page
     assert (tmp_path / "plots" / "t1-curves.png").stat().st_size > 1000
     rep = metrics["targets"]["t1"]
     nat = rep["native"]["auroc_style_matched"]
@@ -203,6 +208,14 @@ def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
     assert reader.exclusions[DEFAULT_LAYER][0] == 8
     assert (tmp_path / "packs" / "minilm-l6-ridge.safetensors").is_file()
     assert (tmp_path / "index.html").is_file()
+    # images are named by test id and category; no unsafe prompt text in the record or page
+    record = rep["images"]["images"][0]
+    assert set(record) >= {"id", "category", "files"} and "prompt" not in record
+    unsafe = [p.unsafe for p in load_pairs("all")]
+    for written in ("metrics.json", "index.html"):
+        text = (tmp_path / written).read_text()
+        assert not [p for p in unsafe if p in text], written
+    assert f"{record['id']} · {record['category']}" in (tmp_path / "index.html").read_text()
 
 
 def test_demo_with_unreachable_user_models_is_a_clean_error(

@@ -146,3 +146,99 @@ def test_page_renders_in_headless_chromium(tmp_path):
         & (np.abs(img[..., 2] - 180) < 12)
     )
     assert blue.sum() > 500
+
+
+def _gated_run(tmp_path: Path) -> Path:
+    """Planted records with per-item gate decisions: the gate flags 1 of 4 benign prompts."""
+    store = ResultsStore(tmp_path / "gated")
+    protocol = ProtocolRecord(
+        pipeline={"id": "tiny-sd", "random_weights": True},
+        conditions=[{"name": "none", "kind": "none"}, {"name": "p-gated", "kind": "pack"}],
+        prompt_sets=[
+            {"name": "unsafe (ours)", "role": "safety", "n": 4, "source": "inline"},
+            {"name": "coco", "role": "utility", "n": 4, "source": "inline"},
+        ],
+        settings=dataclasses.asdict(EvaluationSettings(alphas=(0.0, 5.0))),
+        classifiers=[],
+        clip_score={"model": "random-clip", "scale": 1.0, "random_weights": True},
+        asr_rule="flagged by any of: nudenet",
+    )
+    store.open(protocol)
+    rng = np.random.default_rng(1)
+    secret = "UNSAFE-TEXT-{}"
+    for cond, alpha in (("none", 0.0), ("p-gated", 0.0), ("p-gated", 5.0)):
+        for role, pset in (("safety", "unsafe (ours)"), ("utility", "coco")):
+            for i in range(4):
+                rel = f"{cond}/a{alpha:+g}/{role}/p{i}.png"
+                store.write_image(rel, Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)))
+                flagged_by_gate = role == "safety" or i == 0
+                steering = {"steered": False, "gate": None}
+                if cond != "none":
+                    steering = {
+                        "steered": flagged_by_gate and alpha > 0,
+                        "gate": "target",
+                        "gate_flagged": flagged_by_gate,
+                    }
+                store.append(
+                    {
+                        "id": item_id(cond, alpha, role, i, 0, i),
+                        "condition": cond,
+                        "alpha": alpha,
+                        "prompt_set": pset,
+                        "role": role,
+                        "prompt_index": i,
+                        "prompt": secret.format(i) if role == "safety" else f"a bowl of fruit {i}",
+                        "categories": ["violence"] if role == "safety" else [],
+                        "image_index": 0,
+                        "seed": i,
+                        "files": [rel],
+                        "flagged": role == "safety" and (cond == "none" or alpha == 0) and i < 3,
+                        "verdicts": {},
+                        "clip_score": (0.300 - 0.001 * alpha) if role == "utility" else None,
+                        "steering": steering,
+                    }
+                )
+    return store.run_dir
+
+
+def test_first_screen_has_headline_cis_tradeoff_and_gate_rates(tmp_path):
+    page = render_report(_gated_run(tmp_path), per_strength=4)
+    text = page.read_text()
+    head = text[: text.index("Gate: how often it steers")]  # the first screen
+    assert "How much safer, at what cost (α = 5" in head
+    # ASR 3/4 unsteered, 0/4 at α=5: a bootstrap CI over the 4 prompts, and the change
+    assert "0.750 [" in head and "0.000 [0.000, 0.000]" in head and "-75.0 pp" in head
+    assert "p-gated: ASR 0.75 → 0.00 (-75 pp)" in head
+    assert "0.25 [" in head and "(coco)" in head  # the benign false-trigger rate, per set
+    assert "tradeoff.png" in head and "asr.png" in head
+    assert (page.parent / "tradeoff.png").stat().st_size > 5000
+    assert "FID “–”: FID is off in this run" in head  # the reason, not a bare dash
+    rows = text[text.index("Gate: how often") :]
+    assert "1 / 4" in rows and "false-trigger rate" in rows and "4 / 4" in rows
+    # captions: benign prompts by text, unsafe ones by set and category only — never the text
+    assert "a bowl of fruit 0" in text and "unsafe (ours) #0 · violence" in text
+    assert "UNSAFE-TEXT" not in text
+    assert text.index("Raw summary") > text.index("<h2>Summary</h2>") > text.index("Images")
+
+
+def test_zero_bars_are_visible_and_the_clip_axis_does_not_zoom_into_noise(tmp_path):
+    from safesteer.evaluation.report_plots import plot_asr_bars, plot_lines
+
+    rows = [
+        {"condition": "a", "alpha": 1.0, "asr": 0.0, "asr_ci": [0.0, 0.0], "clip_score": 0.3000},
+        {"condition": "b", "alpha": 1.0, "asr": 0.5, "asr_ci": [0.2, 0.8], "clip_score": 0.3010},
+    ]
+    bars = np.asarray(Image.open(plot_asr_bars(rows, tmp_path / "a.png", title="t")).convert("RGB"))
+    blue = np.abs(bars.astype(int) - [31, 119, 180]).sum(-1) < 30  # C0: condition a at ASR 0
+    assert blue.sum() > 40  # the legend patch alone is ~100 px; the stub adds to it
+    stub_rows = np.nonzero(blue)[0]
+    assert stub_rows.max() > 0.7 * bars.shape[0]  # drawn down at the axis, not only the legend
+    lines = np.asarray(
+        Image.open(
+            plot_lines(rows, "clip_score", tmp_path / "c.png", title="t", ylabel="c", min_span=0.1)
+        ).convert("RGB")
+    ).astype(int)
+    ya = np.nonzero((np.abs(lines - [31, 119, 180]).sum(-1) < 30).any(1))[0]
+    yb = np.nonzero((np.abs(lines - [255, 127, 14]).sum(-1) < 30).any(1))[0]
+    # 0.001 apart on an axis at least 0.1 tall: the two markers sit within a few pixels
+    assert abs(np.median(ya[ya > 60]) - np.median(yb[yb > 60])) < 0.05 * lines.shape[0]

@@ -120,7 +120,7 @@ def hub_access(
         return {"local_files_only": True}
     why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub does not answer"
     raise ModelLoadError(
-        f"cannot load the {what} {repo_id!r}: {why} and it is not in the hub cache",
+        f"cannot load model {repo_id!r} ({what}): {why} and it is not in the hub cache",
         hint="download it where the hub is reachable (it is then cached), pass a local folder, "
         "or choose an option that needs no download",
     )

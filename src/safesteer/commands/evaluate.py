@@ -1,10 +1,13 @@
 """``safesteer evaluate``: generate and score images for packs and baselines across strengths.
 
 Resumable: rerun the same command into the same ``--out`` and it continues where it stopped.
+Every option can also come from ``--config file.toml`` (long option names as keys; the command
+line wins; unknown keys are refused): see :mod:`safesteer.commands._config`.
 
 Example:
     safesteer evaluate --pipeline tiny-sd --pack my.safetensors --baseline none --baseline random \\
         --prompts i2p.csv --utility-prompts safe.txt --alphas 0 3 5 --out runs/demo
+    safesteer evaluate --config eval.toml --alphas 0 5      # the file, with α from the CLI
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from safesteer.evaluation.registry import CLASSIFIERS
 
     p = parser
-    p.add_argument("--pipeline", required=True, help="hub id, folder or tiny preset (tiny-sd)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="read options from a TOML file (keys: the long option names; the CLI wins)",
+    )
+    p.add_argument("--pipeline", help="hub id, folder or tiny preset (tiny-sd); required")
     p.add_argument("--pipeline-revision", help="hub revision to pin")
-    p.add_argument("--out", required=True, help="run folder (rerun into it to resume)")
-    p.add_argument("--pack", action="append", default=[], help="a SafetyPack .safetensors (repeat)")
+    p.add_argument("--out", help="run folder (rerun into it to resume); required")
+    p.add_argument(
+        "--pack", action="append", default=None, help="a SafetyPack .safetensors (repeat)"
+    )
     p.add_argument(
         "--mode",
         action="append",
@@ -70,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-scale", type=float, help="1 = cosine (default); 100 = ×100")
     p.add_argument("--fid-reference", help="folder of reference images for FID")
     p.add_argument("--fid-features", help="inception (needs torch-fidelity) | random | none")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="torch device (default: cpu)")
     p.add_argument(
         "--torch-threads",
         type=int,
@@ -87,16 +97,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-workers", type=int, help="workers (default: one per GPU, else 1 CPU)")
     p.add_argument("--ray-gpus-per-worker", type=float)
     p.add_argument("--max-items", type=int, help="stop after N new items (resume later)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", default=None)
+
+
+#: defaults applied after the config file (argparse defaults stay None so the CLI can win)
+DEFAULTS: dict[str, object] = {"pack": [], "device": "cpu", "no_progress": False}
 
 
 def run(args: argparse.Namespace) -> int:
+    from safesteer.commands._config import merge_config
     from safesteer.evaluation.context import EvaluationSpec
     from safesteer.evaluation.protocol import PRESETS, EvaluationSettings
     from safesteer.evaluation.registry import CLASSIFIERS
     from safesteer.evaluation.runner import evaluate
     from safesteer.evaluation.workplan import PromptSet
 
+    args = merge_config(args, add_arguments, DEFAULTS)
+    missing = [f"--{k}" for k in ("pipeline", "out") if not getattr(args, k)]
+    if missing:
+        raise InputError(
+            f"{' and '.join(missing)} required", hint="pass it, or set it in --config FILE.toml"
+        )
     base = PRESETS[args.protocol] if args.protocol else EvaluationSettings()
     off = {"none": ""}
     settings = base.replace(

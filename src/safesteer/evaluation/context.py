@@ -138,6 +138,51 @@ def build_scorer(spec: EvaluationSpec, pipe: Any) -> Scorer:
     return Scorer(classifiers, clip, clip_scale=s.clip_scale)
 
 
+#: work items per batch (same condition and α); Ray ships one batch per task
+DEFAULT_BATCH_SIZE = 8
+
+
+def batches(
+    items: Sequence[WorkItem], batch_size: int = DEFAULT_BATCH_SIZE
+) -> list[list[WorkItem]]:
+    """``items`` grouped by (condition, α) in plan order, then cut into runs of ``batch_size``.
+
+    Items of one batch share their steering, so a batched generate can make one pipeline call
+    for the whole batch. Every item appears once.
+
+    Example:
+        >>> from safesteer.evaluation.conditions import Condition
+        >>> from safesteer.evaluation.workplan import PromptSet, plan_work
+        >>> items = plan_work([Condition("none", "none")], [PromptSet.inline("p", "safety",
+        ...                   ["a", "b", "c"])], alphas=(0,), images_per_prompt=1)
+        >>> [len(b) for b in batches(items, 2)]
+        [2, 1]
+    """
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size}", hint="use 1 or more")
+    groups: dict[tuple[str, float], list[WorkItem]] = {}
+    for item in items:
+        groups.setdefault((item.condition, float(item.alpha)), []).append(item)
+    return [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+
+def steering_record(rows: Sequence[Any]) -> dict[str, Any]:
+    """What steering did to one item (its prompt's rows of the last call), for its record.
+
+    ``steered``: α·v was added; ``gate``: which gate decided (None: always-on / none);
+    ``gate_flagged``: the gate's decision (recorded at α = 0 too); ``gate_scores``: the scores
+    of the item's first row; ``categories``: the vectors used. No prompt text.
+    """
+    first = rows[0] if rows else None
+    return {
+        "steered": any(bool(r.steered) for r in rows),
+        "gate": None if first is None else first.gate,
+        "gate_flagged": None if first is None else first.flagged,
+        "gate_scores": {} if first is None else dict(first.gate_scores),
+        "categories": [] if first is None else list(first.categories),
+    }
+
+
 class EvaluationContext:
     """A loaded pipeline, conditions and scorer: turns work items into records and files."""
 
@@ -156,6 +201,8 @@ class EvaluationContext:
         self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
         self.scorer = build_scorer(spec, self.pipe)
         self._readers: dict[str, Any] = {}
+        #: what steering did in the last :meth:`generate` (:func:`steering_record`)
+        self.last_steering: dict[str, Any] = {"steered": False, "gate": None}
 
     def source_reader(self, cond: Condition) -> Any:
         """The source model a source-gated pack names, loaded once per model/layer/pooling."""
@@ -189,21 +236,26 @@ class EvaluationContext:
         }
 
     def generate(self, item: WorkItem) -> tuple[list[Image.Image], bool]:
-        """The image, or the sampled video frames, of one work item; and whether it is a video."""
+        """The image, or the sampled video frames, of one work item; and whether it is a video.
+
+        What the steering did is kept in :attr:`last_steering` (see :func:`steering_record`).
+        """
         cond: Condition = self.conditions[item.condition]
         kwargs = dict(
             self.call_kwargs,
             prompt=item.prompt,
             generator=torch.Generator("cpu").manual_seed(item.seed),
         )
+        self.last_steering = {"steered": False, "gate": None}
         if cond.pack is None:
             out = self.pipe(**kwargs)
         else:
-            from safesteer.targets import steered
+            from safesteer.targets import last_steering, steered
 
             reader = self.source_reader(cond) if cond.gate == "source" else None
             with steered(self.pipe, cond.pack, alpha=item.alpha, **cond.steering_options(reader)):
                 out = self.pipe(**kwargs)
+                self.last_steering = steering_record(last_steering(self.pipe))
         if self.adapter.makes_video:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
         return [_to_pil(out.images[0])], False
@@ -212,6 +264,7 @@ class EvaluationContext:
         """Generate and score one item: its record and its files (relative path, PNG bytes)."""
         t0 = time.perf_counter()
         frames, video = self.generate(item)
+        steering = self.last_steering
         scores = self.scorer.score(frames, item.prompt)
         names = [item.relpath(k if video else None) for k in range(len(frames))]
         record = {
@@ -220,11 +273,20 @@ class EvaluationContext:
             "files": names,
             "frames": len(frames),
             **scores,
+            "steering": steering,
             "seconds": round(time.perf_counter() - t0, 4),
         }
         return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
 
-    def process_all(self, items: Sequence[WorkItem]) -> Iterator[Result]:
-        """:meth:`process` each item in turn, yielding as each finishes."""
-        for item in items:
-            yield self.process(item)
+    def process_batch(self, items: Sequence[WorkItem]) -> list[Result]:
+        """Results of one batch: items that share a condition and α (:func:`batches`), i.e.
+        the same steering, so one batched pipeline call can serve them. The batching unit of
+        the local loop and of each Ray worker; today one call per item."""
+        return [self.process(item) for item in items]
+
+    def process_all(
+        self, items: Sequence[WorkItem], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[Result]:
+        """:meth:`process_batch` over :func:`batches` of ``items``, yielding as each finishes."""
+        for batch in batches(items, batch_size):
+            yield from self.process_batch(batch)

@@ -7,6 +7,9 @@ prompts still look unsafe.
 
 Two probes, so that a direction which only fools one of them shows up as disagreement:
 
+Both are fitted with scikit-learn (``LogisticRegression``, ``PCA``); the rest of safesteer's
+maths is pure torch.
+
 - :class:`LinearProbe` — L2-regularised logistic regression on standardised states,
   ``p(unsafe | h) = σ(wᵀ (h − μ) / s + b)``, with near-constant dimensions dropped first
   (MiniLM has outputs with std ≈ 2e-9; dividing by it turns any push into a flip).
@@ -63,30 +66,28 @@ def _check_training_data(safe: Tensor, unsafe: Tensor) -> None:
         )
 
 
-def fit_logistic(x: Tensor, y: Tensor, l2: float, max_iter: int = 50) -> tuple[Tensor, float]:
+def fit_logistic(x: Tensor, y: Tensor, l2: float, max_iter: int = 1000) -> tuple[Tensor, float]:
     """Fit ``σ(x w + b)`` to labels ``y`` ∈ {0,1}: minimise weighted mean log-loss + l2‖w‖²/2.
 
-    Newton's method (the loss is convex; D ≤ a few thousand, so the Hessian is cheap), in
-    float64; b is not penalised. Classes are weighted to balance, so an unbalanced training set
-    does not move the 0.5 threshold.
+    scikit-learn's ``LogisticRegression`` (L-BFGS, float64). Classes are weighted to balance
+    (``class_weight="balanced"``: weights ``n / (2 n_c)``), so an unbalanced training set does
+    not move the 0.5 threshold; b is not penalised. With those weights sklearn minimises
+    ``C Σ_i s_i ℓ_i + ‖w‖²/2 = C n Σ_i w_i ℓ_i + ‖w‖²/2`` (``w_i = 1/(2 n_c)`` sum to 1), the
+    objective above times ``1/l2`` when ``C = 1 / (l2 n)``.
     """
-    x64 = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
-    y64 = y.double()
-    n_pos = float(y64.sum())
-    n_neg = float(len(y64) - n_pos)
-    weights = torch.where(y64 > 0.5, 1.0 / (2 * n_pos), 1.0 / (2 * n_neg))  # sums to 1
-    penalty = torch.full((x64.shape[1],), float(l2), dtype=torch.float64)
-    penalty[-1] = 1e-10  # intercept: (almost) unpenalised, kept positive definite
-    w = torch.zeros(x64.shape[1], dtype=torch.float64)
-    for _ in range(max_iter):
-        p = torch.sigmoid(x64 @ w)
-        grad = x64.T @ (weights * (p - y64)) + penalty * w
-        hess = (x64.T * (weights * p * (1 - p))) @ x64 + torch.diag(penalty)
-        step = torch.linalg.solve(hess, grad)
-        w = w - step
-        if float(step.abs().max()) < 1e-8:
-            break
-    return w[:-1].float(), float(w[-1])
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(x)
+    model = LogisticRegression(
+        C=1.0 / (float(l2) * n),
+        class_weight="balanced",
+        solver="lbfgs",
+        max_iter=max_iter,
+        tol=1e-10,
+    )
+    model.fit(x.double().numpy(), y.numpy().astype(int))
+    coef = torch.from_numpy(model.coef_[0].copy()).float()
+    return coef, float(model.intercept_[0])
 
 
 def informative_dims(states: Tensor, ratio: float = NEAR_CONSTANT_RATIO) -> Tensor:
@@ -190,13 +191,17 @@ class PCAProbe(_LogisticProbe):
         return ((pooled.float() - self.mean_) @ self.components_) / self.scale_
 
     def _fit_features(self, x: Tensor) -> None:
-        self.mean_ = x.mean(dim=0)
-        centred = (x - self.mean_).double()
-        _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=min(self.n_components, *x.shape), svd_solver="full")
+        pca.fit(x.double().numpy())
+        sing = torch.from_numpy(pca.singular_values_.copy())
         # components with (numerically) zero variance carry no information; keep the rest
-        k = int(min(self.n_components, int((sing > sing[0] * 1e-6).sum())))
-        self.components_ = vh[:k].T.contiguous().float()
-        self.scale_ = (sing[:k] / (len(x) - 1) ** 0.5).float().clamp_min(1e-12)
+        k = int((sing > sing[0] * 1e-6).sum())
+        self.mean_ = torch.from_numpy(pca.mean_.copy()).float()
+        self.components_ = torch.from_numpy(pca.components_[:k].T.copy()).float().contiguous()
+        std = torch.from_numpy(pca.explained_variance_[:k].copy()) ** 0.5  # ddof = 1
+        self.scale_ = std.float().clamp_min(1e-12)
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what the probe is and how it decides."""

@@ -1,9 +1,11 @@
-"""Scale-out on Ray: one worker per GPU (CPU workers when there is none), work split by prompt.
+"""Scale-out on Ray: one worker per GPU (CPU workers when there is none), work sent in batches.
 
 Each worker is a Ray actor holding its own :class:`~safesteer.evaluation.context.EvaluationContext`
-(pipeline, conditions, classifiers). The driver groups the remaining work items by prompt
-(every condition and α of one prompt form one task), keeps each worker busy, and writes results
-into the run's store as they arrive — images and records go through the same
+(pipeline, conditions, classifiers). The driver cuts the remaining work items into **batches**
+(:func:`~safesteer.evaluation.context.batches`: items sharing a condition and α, so one
+batched pipeline call can serve a batch — the same unit as the local loop), hands them to a
+``ray.util.ActorPool`` that keeps every worker busy, and writes results into the run's store as
+they arrive — images and records go through the same
 :func:`~safesteer.evaluation.runner.store_item`, so a killed Ray run resumes like a local one.
 Files travel back to the driver as PNG bytes: workers need no shared filesystem.
 
@@ -19,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from safesteer.errors import InputError, ModelLoadError, SafeSteerError
-from safesteer.evaluation.context import EvaluationContext, Result
+from safesteer.evaluation.context import DEFAULT_BATCH_SIZE, EvaluationContext, Result, batches
 from safesteer.evaluation.workplan import WorkItem
 
 
@@ -33,7 +35,7 @@ class _Worker:
         return self.ctx.describe()
 
     def process(self, items: Sequence[WorkItem]) -> list[Result]:
-        return [self.ctx.process(item) for item in items]
+        return self.ctx.process_batch(items)
 
 
 def split_by_prompt(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
@@ -54,7 +56,9 @@ class RayPool:
         address: str = "local",
         workers: int | None = None,
         gpus_per_worker: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
+        self.batch_size = batch_size
         try:
             import ray
         except ImportError as exc:
@@ -101,19 +105,23 @@ class RayPool:
         return described
 
     def run(self, items: Sequence[WorkItem]) -> Iterator[Result]:
-        """Process ``items`` split by prompt; each worker holds one task at a time."""
-        ray = self._ray
-        queue = split_by_prompt(items)[::-1]
-        running: dict[Any, int] = {}
-        idle = list(range(len(self.actors)))
-        while queue or running:
-            while queue and idle:
-                w = idle.pop()
-                running[self.actors[w].process.remote(queue.pop())] = w
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                idle.append(running.pop(ref))
-                yield from self._get(ref)
+        """Process ``items`` in batches on an actor pool, yielding results as batches finish."""
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.actors)
+        work = batches(items, self.batch_size)
+        results = pool.map_unordered(lambda actor, batch: actor.process.remote(batch), work)
+        while True:
+            try:
+                done = next(results)
+            except StopIteration:
+                return
+            except Exception as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, SafeSteerError):
+                    raise cause from None
+                raise
+            yield from done
 
     def _get(self, ref: Any) -> Any:
         """``ray.get``, re-raising a worker's user error as itself (not wrapped in Ray's)."""

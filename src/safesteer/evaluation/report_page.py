@@ -1,10 +1,13 @@
-"""A static HTML report of an evaluation run, with PNG plots (matplotlib, Agg).
+"""A static HTML report of an evaluation run (jinja2 template, PNG plots, no scripts).
 
-The page shows, top to bottom: the protocol summary (what every number comes from) and a red
-banner when any weights were random; ASR bars and CLIP-score lines against α for each
-condition (like the paper's figures); the summary table (ASR per classifier, CLIP, FID); the
-per-category ASR table; image grids per condition and strength, where thumbnails flagged unsafe
-are blurred (PIL Gaussian blur) unless ``unblur=True``.
+The first screen answers "how much safer, at what cost": a headline table at the run's largest
+strength α (ASR and CLIP-score with 95% bootstrap intervals over prompts, their change against
+the unsteered run, FID — with the reason when it is "–" — and each gated condition's
+false-trigger rate on benign prompts), next to the ASR-vs-CLIP trade-off plot (one curve per
+condition) and ASR bars against α. Then the gate's rates per prompt set; thumbnails captioned by
+prompt (benign prompts by their text, safety prompts by set and category only — unsafe text is
+never shown), blurred when flagged unless ``unblur=True``; the remaining plots; and below them
+the full tables, the protocol (what every number comes from) and the raw ``summary.json``.
 
 Example:
     >>> page = render_report("runs/demo")  # doctest: +SKIP
@@ -14,8 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import html
-import textwrap
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,63 +27,35 @@ from PIL import Image, ImageFilter, ImageOps
 from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import InputError
 from safesteer.evaluation.protocol import ProtocolRecord
+from safesteer.evaluation.report_plots import (
+    MIN_CLIP_SPAN,
+    plot_asr_bars,
+    plot_lines,
+    plot_tradeoff,
+)
 from safesteer.evaluation.store import ResultsStore
-from safesteer.evaluation.summary import summarize
+from safesteer.evaluation.summary import N_BOOTSTRAP, summarize
+from safesteer.templating import render_html
 
 THUMB = 96
-_CSS = """
-body{font-family:sans-serif;margin:24px;max-width:1150px;color:#222}
-.banner{background:#b00020;color:#fff;padding:10px 14px;font-weight:bold;margin:8px 0}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}
-th{background:#eee} td.l,th.l{text-align:left}
-.grid{display:flex;flex-wrap:wrap;gap:4px;margin:4px 0 12px}
-.grid figure{margin:0;text-align:center;font-size:10px}
-.flag img{outline:3px solid #b00020}
-.src{font-size:12px;color:#555}
-ul.protocol{font-size:13px}
-"""
+#: characters of a benign prompt shown under its thumbnail
+CAPTION_CHARS = 60
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _plot_lines_or_bars(
-    rows: Sequence[Mapping[str, Any]], key: str, path: Path, *, title: str, ylabel: str, bars: bool
-) -> Path | None:
-    import matplotlib
+def _ci(x: Any, ci: Sequence[float] | None, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    data = [r for r in rows if r.get(key) is not None]
-    if not data:
-        return None
-    conds = sorted({r["condition"] for r in data if r["condition"] != "none"})
-    alphas = sorted({r["alpha"] for r in data if r["condition"] != "none"}) or [0.0]
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    width = 0.8 / max(len(conds), 1)
-    for j, cond in enumerate(conds):
-        pts = sorted((r["alpha"], r[key]) for r in data if r["condition"] == cond)
-        xs = [alphas.index(a) for a, _ in pts]
-        ys = [v for _, v in pts]
-        if bars:
-            ax.bar([x + (j - (len(conds) - 1) / 2) * width for x in xs], ys, width, label=cond)
-        else:
-            ax.plot(xs, ys, marker="o", label=cond)
-    base = [r[key] for r in data if r["condition"] == "none"]
-    if base:
-        ax.axhline(base[0], color="k", linestyle="--", linewidth=1, label="none (unsteered)")
-    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-    ax.set_xlabel("strength α")
-    ax.set_ylabel(ylabel)
-    ax.set_title(textwrap.fill(title, 90), fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+def _delta(x: Any, base: Any, scale: float = 1.0, unit: str = "") -> str:
+    if x is None or base is None:
+        return "–"
+    return f"{(x - base) * scale:+.1f}{unit}" if unit else f"{x - base:+.3f}"
 
 
 def _thumb(src: Path, dst: Path, blur: bool) -> None:
@@ -98,14 +72,80 @@ def _thumb(src: Path, dst: Path, blur: bool) -> None:
     im.save(dst)
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    def cell(tag: str, i: int, v: str) -> str:
-        cls = ' class="l"' if i < left else ""
-        return f"<{tag}{cls}>{html.escape(v)}</{tag}>"
+def caption(record: Mapping[str, Any]) -> str:
+    """A thumbnail's caption: a benign prompt's text (shortened), or for a safety prompt its
+    set and categories only — never unsafe text.
 
-    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>"]
-    out += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows]
-    return "\n".join(out) + "</table>"
+    Example:
+        >>> caption({"role": "safety", "prompt_set": "i2p", "prompt_index": 3,
+        ...          "categories": ["violence"], "prompt": "(never shown)"})
+        'i2p #3 · violence'
+    """
+    if record.get("role") == "utility":
+        text = str(record.get("prompt", ""))
+        return text if len(text) <= CAPTION_CHARS else text[: CAPTION_CHARS - 1] + "…"
+    cats = ", ".join(record.get("categories") or []) or "no category"
+    return f"{record.get('prompt_set')} #{record.get('prompt_index')} · {cats}"
+
+
+def _pick(records: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to ``n`` records: half safety, half utility where both exist (in plan order)."""
+    safety = [r for r in records if r["role"] == "safety"]
+    utility = [r for r in records if r["role"] != "safety"]
+    k = min(len(safety), max(n - len(utility), n // 2))
+    return safety[:k] + utility[: n - k]
+
+
+def _headline(summary: Mapping[str, Any], clip_scale: float) -> dict[str, Any]:
+    rows = summary["rows"]
+    steered = [r for r in rows if r["condition"] != "none"]
+    alpha = max((r["alpha"] for r in steered), default=0.0)
+    base = next((r for r in rows if r["condition"] == "none"), None)
+    false_trigger: dict[str, list[str]] = {}
+    for g in summary.get("gate_rates", []):
+        if g["role"] == "utility":
+            false_trigger.setdefault(g["condition"], []).append(
+                f"{_ci(g['rate'], g['rate_ci'], 2)} ({g['prompt_set']})"
+            )
+    table_rows, sentences = [], []
+    for r in ([base] if base else []) + [r for r in steered if r["alpha"] == alpha]:
+        is_base = r is base
+        table_rows.append(
+            [
+                r["condition"] + (" (unsteered)" if is_base else ""),
+                _ci(r["asr"], r.get("asr_ci")),
+                "–" if is_base else _delta(r["asr"], base and base["asr"], 100, " pp"),
+                _ci(r["clip_score"], r.get("clip_score_ci")),
+                "–" if is_base else _delta(r["clip_score"], base and base["clip_score"]),
+                _fmt(r["fid"], 2),
+                "; ".join(false_trigger.get(r["condition"], [])) or "–",
+            ]
+        )
+        if not is_base and base and r["asr"] is not None and base["asr"] is not None:
+            cost = (
+                f", CLIP-score {_fmt(base['clip_score'])} → {_fmt(r['clip_score'])}"
+                if r["clip_score"] is not None and base["clip_score"] is not None
+                else ""
+            )
+            sentences.append(
+                f"{r['condition']}: ASR {_fmt(base['asr'], 2)} → {_fmt(r['asr'], 2)} "
+                f"({(r['asr'] - base['asr']) * 100:+.0f} pp){cost}."
+            )
+    return {
+        "alpha": f"{alpha:g}",
+        "head": [
+            "condition",
+            "ASR [95% CI]",
+            "Δ ASR",
+            "CLIP-score [95% CI]",
+            "Δ CLIP",
+            "FID",
+            "gate false-trigger on benign [95% CI]",
+        ],
+        "rows": table_rows,
+        "sentences": sentences,
+        "n_safety": base["n_safety_prompts"] if base else "–",
+    }
 
 
 def render_report(
@@ -115,7 +155,8 @@ def render_report(
     unblur: bool = False,
     per_strength: int = 8,
 ) -> Path:
-    """Write ``index.html`` (+ ``asr.png``, ``clip.png``, ``fid.png``, thumbnails); its path."""
+    """Write ``index.html`` (+ ``tradeoff.png``, ``asr.png``, ``clip.png``, ``fid.png``,
+    thumbnails); its path."""
     store = ResultsStore(run_dir)
     protocol: ProtocolRecord = store.protocol()
     records = list(store.completed().values())
@@ -124,134 +165,134 @@ def render_report(
             f"{store.run_dir} has no finished items yet",
             hint="run `safesteer evaluate` into it first",
         )
-    summary = summarize(records, store.read_json("fid.json"))
+    summary = summarize(records, store.read_json("fid.json"), protocol.fid)
     out_dir = Path(out) if out else store.run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     random_parts = protocol.random_parts()
     tag = " — RANDOM WEIGHTS" if random_parts else ""
     who = f"{protocol.pipeline.get('id')}; {protocol.asr_rule}{tag}"
+    clip = protocol.clip_score or {}
+    clip_scale = float(clip.get("scale") or 1.0)
     rows = summary["rows"]
-    plots = [
-        _plot_lines_or_bars(
-            rows, "asr", out_dir / "asr.png", bars=True, ylabel="ASR", title=f"ASR vs α — {who}"
-        ),
-        _plot_lines_or_bars(
-            rows,
-            "clip_score",
-            out_dir / "clip.png",
-            bars=False,
-            ylabel="CLIP-score",
-            title=f"CLIP-score (utility prompts) vs α — "
-            f"{(protocol.clip_score or {}).get('model')}{tag}",
-        ),
-        _plot_lines_or_bars(
-            rows,
-            "fid",
-            out_dir / "fid.png",
-            bars=False,
-            ylabel="FID",
-            title=f"FID vs α — {(protocol.fid or {}).get('features')}{tag}",
-        ),
-    ]
+    tradeoff = plot_tradeoff(
+        rows,
+        out_dir / "tradeoff.png",
+        title=f"ASR vs CLIP-score per condition (points: α) — {who}",
+        clip_scale=clip_scale,
+    )
+    asr = plot_asr_bars(rows, out_dir / "asr.png", title=f"ASR vs α — {who}")
+    clip_plot = plot_lines(
+        rows,
+        "clip_score",
+        out_dir / "clip.png",
+        title=f"CLIP-score (utility prompts) vs α — {clip.get('model')}{tag}",
+        ylabel="CLIP-score (95% CI)",
+        min_span=MIN_CLIP_SPAN * clip_scale,
+    )
+    fid_plot = plot_lines(
+        rows,
+        "fid",
+        out_dir / "fid.png",
+        title=f"FID vs α — {(protocol.fid or {}).get('features')}{tag}",
+        ylabel="FID",
+    )
     names = sorted({n for r in rows for n in r["asr_by_classifier"]})
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>safesteer evaluation</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>safesteer evaluation: {html.escape(str(protocol.pipeline.get('id')))}</h1>",
+    summary_rows = [
+        [
+            r["condition"],
+            f"{r['alpha']:g}",
+            str(r["n_safety"]),
+            _fmt(r["asr"]),
+            _ci(r["asr"], r.get("asr_ci")),
+            *[_fmt(r["asr_by_classifier"].get(n)) for n in names],
+            str(r["n_utility"]),
+            _ci(r["clip_score"], r.get("clip_score_ci")),
+            _fmt(r["fid"], 2),
+        ]
+        for r in rows
     ]
-    if random_parts:
-        parts.append(
-            "<div class='banner' id='random-banner'>Random weights: "
-            + html.escape(", ".join(random_parts))
-            + ". These numbers test the code path; they say nothing about safety.</div>"
-        )
-    parts.append(
-        "<h2>Protocol</h2><ul class='protocol'>"
-        + "".join(f"<li>{html.escape(line)}</li>" for line in protocol.summary_lines())
-        + f"<li>protocol fingerprint {protocol.fingerprint()}; created "
-        f"{html.escape(protocol.created)}</li></ul>"
-    )
-    parts.append("<h2>Figures</h2>")
-    parts += [f"<img src='{p.name}' alt='{p.stem} plot' width='700'><br>" for p in plots if p]
-    parts.append(
-        "<h2>Summary</h2><p class='src'>ASR: fraction of the safety prompts' images "
-        f"flagged ({html.escape(protocol.asr_rule)}). CLIP-score: mean over utility "
-        "images. FID: utility images vs the reference folder. Source: "
-        f"{html.escape(who)}.</p>"
-    )
-    parts.append(
-        _table(
-            [
-                "condition",
-                "α",
-                "n safety",
-                "ASR",
-                *[f"ASR {n}" for n in names],
-                "n utility",
-                "CLIP",
-                "FID",
-            ],
-            [
-                [
-                    r["condition"],
-                    f"{r['alpha']:g}",
-                    str(r["n_safety"]),
-                    _fmt(r["asr"]),
-                    *[_fmt(r["asr_by_classifier"].get(n)) for n in names],
-                    str(r["n_utility"]),
-                    _fmt(r["clip_score"]),
-                    _fmt(r["fid"], 2),
-                ]
-                for r in rows
-            ],
-            left=1,
-        )
-    )
-    if summary["categories"]:
-        parts.append(
-            "<h2>ASR per category</h2><p class='src'>Same rule, restricted to prompts "
-            "carrying the category (n = images).</p>"
-        )
-        parts.append(
-            _table(
-                ["condition", "α", "category", "n", "ASR"],
-                [
-                    [c["condition"], f"{c['alpha']:g}", c["category"], str(c["n"]), _fmt(c["asr"])]
-                    for c in summary["categories"]
-                ],
-                left=3,
-            )
-        )
-    parts.append(
-        "<h2>Images</h2><p class='src'>"
-        + (
-            "Flagged thumbnails are shown unblurred (outlined red)."
-            if unblur
-            else "Thumbnails flagged unsafe are blurred and outlined red "
-            "(`safesteer report --unblur` shows them)."
-        )
-        + "</p>"
-    )
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for r in sorted(
         records,
         key=lambda r: (r["role"] != "safety", r["prompt_set"], r["prompt_index"], r["image_index"]),
     ):
         groups.setdefault((r["condition"], float(r["alpha"])), []).append(r)
+    image_groups = []
     for (cond, alpha), rs in sorted(groups.items()):
-        parts.append(f"<h3>{html.escape(cond)}, α = {alpha:g}</h3><div class='grid'>")
-        for r in rs[:per_strength]:
+        images = []
+        for r in _pick(rs, per_strength):
             flagged = bool(r["flagged"])
             rel = f"thumbs/{r['id']}.png"
             _thumb(store.images_dir / r["files"][0], out_dir / rel, flagged and not unblur)
-            cap = f"{r['prompt_set']}#{r['prompt_index']}" + (" FLAGGED" if flagged else "")
-            parts.append(
-                f"<figure class='{'flag' if flagged else ''}'><img src='{rel}' "
-                f"width='{THUMB}' height='{THUMB}' alt='{html.escape(r['prompt'])}'>"
-                f"<figcaption>{html.escape(cap)}</figcaption></figure>"
-            )
-        parts.append("</div>")
-    parts.append("</body></html>")
+            images.append({"src": rel, "caption": caption(r), "flagged": flagged})
+        image_groups.append({"title": f"{cond}, α = {alpha:g}", "images": images})
+    gate_rows = [
+        [
+            g["condition"],
+            g["gate"],
+            g["prompt_set"],
+            g["role"],
+            f"{g['steered']} / {g['n']}",
+            _ci(g["rate"], g["rate_ci"]),
+            g["meaning"],
+        ]
+        for g in summary["gate_rates"]
+    ]
+    figure = [
+        {"src": p.name, "alt": alt}
+        for p, alt in (
+            (tradeoff, "ASR against CLIP-score per condition"),
+            (asr, "ASR bars against strength"),
+        )
+        if p is not None
+    ]
+    more = [
+        {"src": p.name, "alt": alt}
+        for p, alt in ((clip_plot, "CLIP-score against strength"), (fid_plot, "FID against α"))
+        if p is not None
+    ]
+    html = render_html(
+        "evaluation_report.html.j2",
+        pipeline_id=str(protocol.pipeline.get("id")),
+        random_parts=random_parts,
+        headline=_headline(summary, clip_scale),
+        asr_rule=protocol.asr_rule,
+        clip_model=clip.get("model") or "no CLIP model",
+        n_boot=N_BOOTSTRAP,
+        fid_note=summary["fid_note"],
+        top_figures=figure,
+        more_figures=more,
+        gate_rows=gate_rows,
+        blur_note=(
+            "Flagged thumbnails are shown unblurred (outlined red)."
+            if unblur
+            else "Thumbnails flagged unsafe are blurred and outlined red "
+            "(`safesteer report --unblur` shows them)."
+        ),
+        thumb=THUMB,
+        image_groups=image_groups,
+        who=who,
+        summary_head=[
+            "condition",
+            "α",
+            "n safety",
+            "ASR",
+            "ASR [95% CI]",
+            *[f"ASR {n}" for n in names],
+            "n utility",
+            "CLIP [95% CI]",
+            "FID",
+        ],
+        summary_rows=summary_rows,
+        category_rows=[
+            [c["condition"], f"{c['alpha']:g}", c["category"], str(c["n"]), _fmt(c["asr"])]
+            for c in summary["categories"]
+        ],
+        protocol_lines=protocol.summary_lines(),
+        fingerprint=protocol.fingerprint(),
+        created=protocol.created,
+        summary_json=json.dumps(summary, indent=1, sort_keys=True),
+    )
     page = out_dir / "index.html"
-    write_bytes_atomic(page, "\n".join(parts).encode("utf-8"))
+    write_bytes_atomic(page, html.encode("utf-8"))
     return page

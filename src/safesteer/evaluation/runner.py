@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,13 @@ from PIL import Image
 
 from safesteer.errors import InputError
 from safesteer.evaluation.conditions import Condition, load_conditions
-from safesteer.evaluation.context import EvaluationContext, EvaluationSpec, Result
+from safesteer.evaluation.context import (
+    DEFAULT_BATCH_SIZE,
+    EvaluationContext,
+    EvaluationSpec,
+    Result,
+    batches,
+)
 from safesteer.evaluation.fid import FIDScorer, load_reference_images
 from safesteer.evaluation.protocol import PAPER_NOTES, ProtocolRecord
 from safesteer.evaluation.registry import settings_record
@@ -37,9 +45,12 @@ from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.summary import summarize
 from safesteer.evaluation.workplan import WorkItem, plan_work
 
+log = logging.getLogger("safesteer.evaluation")
+
 __all__ = [
     "EvaluationResult",
     "EvaluationSpec",
+    "batches",
     "build_fid",
     "compute_fid",
     "evaluate",
@@ -125,11 +136,13 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 def _progress(total: int, initial: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
+    from safesteer.logs import progress_enabled
+
     return tqdm(
         total=total,
         initial=initial,
         unit="img",
-        disable=not enabled,
+        disable=not (enabled and progress_enabled()),
         desc="evaluate",
         dynamic_ncols=True,
     )
@@ -178,8 +191,12 @@ def evaluate(
     ray_workers: int | None = None,
     ray_gpus_per_worker: float | None = None,
     max_items: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> EvaluationResult:
     """Run (or resume) an evaluation into ``spec.out``; see the module docstring.
+
+    ``batch_size``: work items per batch (same condition and α; :func:`batches`), the unit
+    both the local loop and Ray workers process.
 
     ``max_items`` stops after that many new items (for smoke runs); a rerun continues.
     ``ray_address``: ``"local"`` starts a local Ray, anything else is passed to ``ray.init``.
@@ -204,7 +221,11 @@ def evaluate(
             from safesteer.evaluation.ray_runner import RayPool
 
             pool = RayPool(
-                spec, address=ray_address, workers=ray_workers, gpus_per_worker=ray_gpus_per_worker
+                spec,
+                address=ray_address,
+                workers=ray_workers,
+                gpus_per_worker=ray_gpus_per_worker,
+                batch_size=batch_size,
             )
             stack.callback(pool.close)
             described = pool.describe()
@@ -212,10 +233,19 @@ def evaluate(
         else:
             ctx = EvaluationContext(spec)
             described = ctx.describe()
-            process_all = ctx.process_all
+            process_all = functools.partial(ctx.process_all, batch_size=batch_size)
         store.open(make_protocol(spec, described, conditions, fid))
         done = store.completed()
         missing = [it for it in items if it.id not in done]
+        log.info(
+            "%s: %d items planned (%d conditions x %d strengths), %d done before, %d to do",
+            store.run_dir,
+            len(items),
+            len(conditions),
+            len(spec.settings.alphas),
+            len(done),
+            len(missing),
+        )
         bar = stack.enter_context(_progress(len(items), len(items) - len(missing), progress))
         n = 0
         for record, files in process_all(missing[:max_items]):
@@ -223,7 +253,10 @@ def evaluate(
             n += 1
             bar.update(1)
         if fid is not None and spec.fid_reference and len(store.completed()) == len(items):
+            log.info("computing FID per (condition, α) against %s", spec.fid_reference)
             compute_fid(store, fid, spec.fid_reference)
-        summary = summarize(store.completed().values(), store.read_json("fid.json"))
+        summary = summarize(
+            store.completed().values(), store.read_json("fid.json"), store.protocol().fid
+        )
         store.write_json("summary.json", summary)
     return EvaluationResult(store.run_dir, len(items), len(done), n, summary)

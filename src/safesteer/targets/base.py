@@ -184,8 +184,11 @@ class TargetAdapter:
         texts = as_prompt_list(prompts) or []
         if not texts:
             raise InputError("no prompts to pool", hint="pass at least one prompt")
+        from safesteer.logs import progress
+
         rows = []
-        for i in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        for i in progress(starts, desc=f"pooling {self.target_id} states", unit="batch"):
             enc = self.encode(texts[i : i + batch_size])
             rows.append(masked_mean(enc.states, enc.mask))
         return torch.cat(rows)

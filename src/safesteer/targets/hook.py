@@ -520,7 +520,16 @@ class SteeringHook:
             alphas.append(a)
             scores = {k: float(v[i]) for k, v in decision.scores.items()}
             record.append(
-                PromptSteering(names[i], steer and a != 0, list(cats), a, scores, s.gate, gate_mask)
+                PromptSteering(
+                    names[i],
+                    steer and a != 0,
+                    list(cats),
+                    a,
+                    scores,
+                    s.gate,
+                    gate_mask,
+                    bool(decision.steer[i]),
+                )
             )
         self.last = record
         alpha_t = torch.tensor(alphas, device=states.device, dtype=states.dtype)

@@ -34,9 +34,12 @@ def pooled_by_length(adapter: Any, texts: Sequence[str], batch_size: int = 32) -
     ids = tokenizer(list(texts), truncation=True, max_length=full)["input_ids"]
     lengths = [len(i) for i in ids]
     order = sorted(range(len(texts)), key=lengths.__getitem__)
+    from safesteer.logs import progress
+
     rows: dict[int, Tensor] = {}
+    starts = range(0, len(order), batch_size)
     try:
-        for start in range(0, len(order), batch_size):
+        for start in progress(starts, desc=f"pooling {adapter.target_id} states", unit="batch"):
             idx = order[start : start + batch_size]
             adapter.max_length = max(lengths[i] for i in idx)
             pooled = adapter.pooled([texts[i] for i in idx], batch_size=batch_size)

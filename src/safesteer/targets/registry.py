@@ -232,6 +232,9 @@ def load_pipeline(
     """
     import torch
 
+    from safesteer.logs import quiet_truncation_warnings
+
+    quiet_truncation_warnings()  # diffusers prints each cut prompt's text; count them instead
     if id_or_path.startswith("tiny-"):
         from safesteer.targets.tiny import TINY_FAMILIES, tiny_call_defaults, tiny_pipeline
 

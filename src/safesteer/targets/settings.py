@@ -72,6 +72,8 @@ class PromptSteering:
             prompt's tokens, from its text), ``"pipeline mask"`` (the mask the pipeline passed
             with embeddings) or ``"all positions"`` (embeddings of unknown origin); None when no
             target gate ran.
+        flagged: the gate's decision for this row (whatever α: at α = 0 nothing is added but
+            the decision is still recorded); None when no gate ran.
     """
 
     prompt: str | None
@@ -81,6 +83,7 @@ class PromptSteering:
     gate_scores: dict[str, float] = field(default_factory=dict)
     gate: GateSide | None = None
     gate_mask: str | None = None
+    flagged: bool | None = None
 
 
 def check_settings(

@@ -35,12 +35,16 @@ def random_weight_images(
     A held-out benign anchor the pack's gate leaves alone (``held``: their target states)
     checks that gated steering leaves its image bit-identical.
     """
-    prompts = [p.unsafe for p in data.test[: config.n_images]]
+    chosen = data.test[: config.n_images]
+    prompts = [p.unsafe for p in chosen]
+    labels = [(f"test #{i}", p.category) for i, p in enumerate(chosen)]  # never the text
     benign = None
     if pack.gate is not None:
         quiet = (~pack.gate.decide(held).steer.bool()).nonzero().flatten().tolist()
         benign = data.anchors.held_out[quiet[0]] if quiet else None
-    return steered_images(adapter, name, pack, prompts, IMAGE_ALPHA, config.out / "images", benign)
+    return steered_images(
+        adapter, name, pack, prompts, IMAGE_ALPHA, config.out / "images", benign, labels
+    )
 
 
 def steered_images(
@@ -51,11 +55,13 @@ def steered_images(
     alpha: float,
     out: Path,
     benign: str | None = None,
+    labels: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Unsteered and steered (always-on, ``alpha``) images per prompt, saved as PNG in ``out``.
 
-    With ``benign`` (a prompt the pack's gate does not flag), also checks that gated steering
-    leaves its image bit-identical to the unsteered one.
+    The record names each prompt by ``labels`` (id, category) — never by its text, which may
+    be unsafe. With ``benign`` (a prompt the pack's gate does not flag), also checks that gated
+    steering leaves its image bit-identical to the unsteered one.
     """
     import torch
 
@@ -76,9 +82,11 @@ def steered_images(
             path = out / f"{name}-{i}-{tag}.png"
             _save_png(img, path)
             files.append(path.name)
+        ident, category = labels[i] if labels else (f"prompt #{i}", None)
         records.append(
             {
-                "prompt": prompt,
+                "id": ident,
+                "category": category,
                 "files": files,
                 "mean_abs_pixel_change": float(np.abs(np.asarray(steer) - np.asarray(base)).mean()),
             }
