@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sized
 from typing import Any, TypeVar
 
@@ -30,14 +31,25 @@ _TRUNCATION = "The following part of your input was truncated"
 _NOISY = ("transformers", "diffusers", "huggingface_hub", "accelerate", "ray")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (so redirections are honoured)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it; ignore
+        pass
+
+
 def configure(verbosity: int = 0) -> None:
     """Log to stderr for the CLI: ``-1`` quiet (warnings only, no bars), ``0`` info, ``1+`` debug
     (and third-party libraries' own info)."""
     level = logging.WARNING if verbosity < 0 else (logging.DEBUG if verbosity > 0 else logging.INFO)
-    if not any(getattr(h, "_safesteer", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
-        handler._safesteer = True  # type: ignore[attr-defined]
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompts", type=Path, default=None, help="prompt file (txt, csv, jsonl, parquet…)"
     )
     parser.add_argument("--column", default=None, help="prompt column of a table file")
-    parser.add_argument("--alpha", type=float, default=1.0, help="steering strength α (default 1)")
+    parser.add_argument(
+        "--alpha", type=float, help="steering strength α (default: the pack's alpha_default, 5)"
+    )
     parser.add_argument("--tokens", choices=list(TOKENS), default="all", help="positions to steer")
     parser.add_argument(
         "--gated", action="store_true", help="steer only prompts the pack's gate flags"
@@ -162,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {len(record['items'])} outputs to {args.out} from {args.pipeline} ({weights}); "
-        f"pack: {args.pack or 'none (unsteered)'}; alpha={args.alpha}; steered prompts: {steered}/"
+        f"pack: {args.pack or 'none (unsteered)'}; alpha="
+        f"{(record['steering'] or {}).get('alpha', '–')}; steered prompts: {steered}/"
         f"{len(record['items'])}; record: {Path(args.out) / 'generate.json'}"
     )
     return 0

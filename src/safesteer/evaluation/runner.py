@@ -238,11 +238,11 @@ def evaluate(
         done = store.completed()
         missing = [it for it in items if it.id not in done]
         log.info(
-            "%s: %d items planned (%d conditions x %d strengths), %d done before, %d to do",
+            "%s: %d items planned (conditions %s; α %s), %d done before, %d to do",
             store.run_dir,
             len(items),
-            len(conditions),
-            len(spec.settings.alphas),
+            ", ".join(c.name for c in conditions),
+            ", ".join(f"{a:g}" for a in spec.settings.alphas),
             len(done),
             len(missing),
         )

@@ -59,7 +59,7 @@ def generate_to_folder(
     *,
     pack: SafetyPack | None = None,
     pack_path: str | Path | None = None,
-    alpha: float = 1.0,
+    alpha: float | None = None,
     tokens: Tokens = "all",
     gated: bool = False,
     categories: str | Sequence[str] | None = None,
@@ -100,6 +100,7 @@ def generate_to_folder(
         if value is not None:
             kwargs[key] = value
     if pack is not None:
+        alpha = pack.alpha_default if alpha is None else float(alpha)
         attach(
             pipe,
             pack,
