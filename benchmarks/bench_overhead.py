@@ -5,8 +5,9 @@ The pipeline is the tiny **random-weight** StableDiffusionPipeline from
 UNet does real work per call; the images are noise, only the timing is meaningful. The steered
 call adds ``α·v`` to the conditioning once per prompt (global vector, all tokens, α = 5).
 
-Also reports the absolute cost of steering per call, measured on ``encode_prompt`` alone
-(attached minus detached, many repetitions) — the floor is one vector add per prompt.
+Also reports the absolute cost of steering per call, measured on the hook's work alone (the plan
+of one ``encode_prompt`` output, the rows' decision, one add at the denoiser input), many
+repetitions — the floor is one vector add per prompt.
 
 Run: ``python benchmarks/bench_overhead.py [--reps 15] [--size 128] [--steps 4] [--threads 1]``
 """
@@ -77,33 +78,41 @@ def main() -> None:
                 plain.append(timed())
     med_plain, med_steer = statistics.median(plain), statistics.median(steered)
 
-    # absolute steering cost: the wrapper's work on one encode_prompt output (bind arguments,
-    # pick the positive branch, one steer_states add), timed alone so text-encoder noise drops out
+    # absolute steering cost per call: what the hook does once per pipeline call (record the
+    # encode_prompt output's plan, decide the rows, add α·v to the [negative; positive] batch at
+    # the denoiser), timed alone so text-encoder and UNet noise drop out
+    from safesteer.targets.hook import _SCOPE, Scope, steering_hook
+
     device = pipe._execution_device
     out = pipe.encode_prompt("a photo of a cat", device, 1, True)
-    attach(pipe, pack, alpha=5.0)
-    state = pipe.__dict__["_safesteer_state"]
-    arguments = dict(state.signature.bind_partial("a photo of a cat", device, 1, True).arguments)
+    arguments = {
+        "prompt": "a photo of a cat",
+        "device": device,
+        "num_images_per_prompt": 1,
+        "do_classifier_free_guidance": True,
+    }
+    batch = torch.cat([out[1], out[0]])
 
     def wrapper_cost(n: int) -> float:
+        hook = steering_hook(pipe)
+        adapter = hook.adapter_for(pipe)
         start = time.perf_counter()
         for _ in range(n):
-            state.steer_output(
-                out,
-                state.signature.bind_partial("a photo of a cat", device, 1, True).arguments,
-                True,
-            )
+            scope = Scope(pipe, hook, adapter, None)
+            token = _SCOPE.set(scope)
+            hook.observe(pipe, arguments, out)
+            scope.steer(batch)
+            _SCOPE.reset(token)
         return (time.perf_counter() - start) / n
 
+    attach(pipe, pack, alpha=5.0)
     wrapper_cost(50)
     cost = statistics.median(wrapper_cost(args.encode_reps) for _ in range(5))
-    state.steer_output(out, arguments, True)
     detach(pipe)
     # gated mode adds a masked mean, a tokenizer call for the mask and the gate's scores
     benign = torch.randn(64, pack.dim, generator=torch.Generator().manual_seed(1))
     pack.gate = Gate(false_trigger_rate=0.05).fit(benign, {"global": pack.global_vector})
     attach(pipe, pack, alpha=5.0, gated=True)
-    state = pipe.__dict__["_safesteer_state"]
     wrapper_cost(50)
     gated_cost = statistics.median(wrapper_cost(args.encode_reps) for _ in range(5))
     detach(pipe)
@@ -127,7 +136,7 @@ def main() -> None:
         "the machine is shared, so pairs and minimums are the robust figures)"
     )
     print(
-        f"  steering cost per pipeline call (wrapper on one encode_prompt output, median of 5 x "
+        f"  steering cost per pipeline call (hook: plan, rows, one add; median of 5 x "
         f"{args.encode_reps} reps): {cost * 1e6:.1f} us = {cost / med_plain * 100:.4f}% of a call"
     )
     print(
