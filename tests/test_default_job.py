@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,6 +107,12 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
     assert page.index("t1-curves.png") < page.index("<h3>Directions") < page.index("Provenance")
     assert "<td>t1</td><td>procrustes</td>" in page or "<td>t1</td><td>ridge</td>" in page
     assert (tmp_path / "plots" / "t1-curves.png").stat().st_size > 1000
+    if shutil.which("/usr/bin/chromium"):  # the first screen as a reader sees it
+        from test_report_page import _screenshot
+
+        img = _screenshot(tmp_path / "index.html", tmp_path, 1280, 1000)
+        assert (np.abs(img - [244, 247, 251]).sum(-1) < 4)[:500].sum() > 50_000  # headline
+        assert (np.abs(img - [31, 119, 180]).sum(-1) < 36)[400:].sum() > 300  # the curves plot
     rep = metrics["targets"]["t1"]
     nat = rep["native"]["auroc_style_matched"]
     assert nat > 0.6  # the unsafe twins add words the bag-of-words sees

@@ -146,6 +146,42 @@ def test_page_renders_in_headless_chromium(tmp_path):
         & (np.abs(img[..., 2] - 180) < 12)
     )
     assert blue.sum() > 500
+    assert blue[:1000].sum() > 500  # on the first screen, next to the headline
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is not installed")
+def test_first_screen_in_headless_chromium_shows_the_headline_and_tradeoff(tmp_path):
+    page = render_report(_gated_run(tmp_path))
+    img = _screenshot(page, tmp_path, 1280, 900)
+    headline = np.abs(img - [244, 247, 251]).sum(-1) < 4  # the headline box's background
+    assert headline[:450].sum() > 50_000
+    blue = np.abs(img - [31, 119, 180]).sum(-1) < 36  # the trade-off / bar plots' first curve
+    assert blue[450:].sum() > 200
+
+
+def _screenshot(page: Path, tmp_path: Path, width: int, height: int) -> np.ndarray:
+    shot = tmp_path / "first.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            f"--screenshot={shot}",
+            f"--window-size={width},{height}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return np.asarray(Image.open(shot).convert("RGB"), dtype=float)
 
 
 def _gated_run(tmp_path: Path) -> Path:
@@ -187,7 +223,9 @@ def _gated_run(tmp_path: Path) -> Path:
                         "prompt_set": pset,
                         "role": role,
                         "prompt_index": i,
-                        "prompt": secret.format(i) if role == "safety" else f"a bowl of fruit {i}",
+                        "prompt": secret.format(i)
+                        if role == "safety"
+                        else f"a bowl of fruit {i} <i>ripe</i>",
                         "categories": ["violence"] if role == "safety" else [],
                         "image_index": 0,
                         "seed": i,
@@ -216,7 +254,8 @@ def test_first_screen_has_headline_cis_tradeoff_and_gate_rates(tmp_path):
     rows = text[text.index("Gate: how often") :]
     assert "1 / 4" in rows and "false-trigger rate" in rows and "4 / 4" in rows
     # captions: benign prompts by text, unsafe ones by set and category only — never the text
-    assert "a bowl of fruit 0" in text and "unsafe (ours) #0 · violence" in text
+    assert "a bowl of fruit 0 &lt;i&gt;ripe&lt;/i&gt;" in text  # escaped by the template
+    assert "unsafe (ours) #0 · violence" in text and "<i>ripe" not in text
     assert "UNSAFE-TEXT" not in text
     assert text.index("Raw summary") > text.index("<h2>Summary</h2>") > text.index("Images")
 
