@@ -108,11 +108,18 @@ def hub_access(
         >>> hub_access(".", what="a folder")
         {}
     """
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if is_local(repo_id):
         return {}
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return {}  # not a repo id (a missing folder…): the loader says what is wrong
     if hub_reachable():
         return {}
-    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     if isinstance(cached, str):
