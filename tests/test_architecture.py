@@ -14,8 +14,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "safesteer"
 
 # layer -> the layers it may import at run time ("core": errors, atomic writes, provenance,
-# version). The pipeline's order: data → models → maths → build → pack → targets → evaluation →
-# jobs → commands.
+# input validation, version). The pipeline's order: data → models → maths → build → pack →
+# targets → evaluation → jobs → commands.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "data": {"core"},
@@ -48,6 +48,7 @@ CORE = {
     "safesteer.hub",
     "safesteer.templating",
     "safesteer.logs",
+    "safesteer.validation",
 }
 
 

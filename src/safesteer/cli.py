@@ -2,21 +2,66 @@
 
 A thin shell over the library. Each sub-command lives in its own module under
 :mod:`safesteer.commands` and defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``; this module discovers them. User mistakes (:class:`SafeSteerError`) are
-printed as ``error: ...`` with exit status 2, never as a traceback.
+``run(args) -> int``; this module discovers them. User mistakes (:class:`SafeSteerError`, bad
+option values refused by :mod:`safesteer.validation`, files that cannot be written) are printed
+as ``error: <what> (fix: <how>)`` with exit status 2, never as a traceback;
+:class:`~safesteer.errors.SafeSteerWarning` s as ``warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Any, NoReturn
 
 from safesteer import __version__, commands
-from safesteer.errors import SafeSteerError
+from safesteer.errors import SafeSteerError, SafeSteerWarning
+
+#: file-system errors a user's paths or disk cause (a race after the up-front checks)
+_USER_OS_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENOENT,
+    errno.ENAMETOOLONG,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with safesteer's error line: ``error: <what> (fix: <how>)``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        fix = "" if "(fix:" in message else f" (fix: see `{self.prog} --help`)"
+        self.exit(2, f"error: {message}{fix}\n")
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Print :class:`SafeSteerWarning` as ``warning: ...`` (others keep Python's format)."""
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("always", SafeSteerWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            if isinstance(category, type) and issubclass(category, SafeSteerWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _command_modules() -> list[ModuleType]:
@@ -27,7 +72,7 @@ def _command_modules() -> list[ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every discovered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="safesteer",
         description="Cross-model safety steering for image and video generators.",
     )
@@ -72,9 +117,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure(-1 if getattr(args, "quiet", False) else int(getattr(args, "verbose", 0) or 0))
     try:
-        return int(args._run(args))
+        with _warnings_as_lines():
+            return int(args._run(args))
     except SafeSteerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where} (fix: check the path, its permissions and "
+            "the free disk space)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -39,3 +39,8 @@ class SteeringError(SafeSteerError, RuntimeError):
     """A steered pipeline used in a way that would run it unsteered, or steer it wrongly
     (a denoiser called outside an observed pipeline call, a save that would drop the steering,
     a pipeline that encodes prompts unlike the one the pack was attached to)."""
+
+
+class SafeSteerWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints
+    ``warning: ...``): a damaged results line skipped, fewer anchors than a map needs."""
