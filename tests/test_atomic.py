@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from safesteer.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from safesteer.atomic import current_umask, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def test_writes_replace_and_create_folders(tmp_path: Path) -> None:
@@ -36,3 +38,22 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
         write_bytes_atomic(p, "not bytes")  # type: ignore[arg-type]  # fails inside the write
     assert json.loads(p.read_text()) == {"ok": True}
     assert [q.name for q in tmp_path.iterdir()] == ["keep.json"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_respect_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        p = write_bytes_atomic(tmp_path / "new.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == mode
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path) -> None:
+    p = tmp_path / "shared.json"
+    p.write_text("{}")
+    p.chmod(0o640)
+    write_json_atomic(p, {"a": 1})
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640 and json.loads(p.read_text()) == {"a": 1}

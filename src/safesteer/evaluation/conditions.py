@@ -138,18 +138,22 @@ def load_conditions(
         )
     conds: list[Condition] = []
     pack_conds = []
+    from safesteer.evaluation.protocol import resolved_path
+
     for path in packs:
         pack = _load_pack(path)
         name = _safe_name(Path(path).stem)
         if "always" in modes:
-            pack_conds.append(Condition(name, "pack", pack, str(path)))
+            pack_conds.append(Condition(name, "pack", pack, resolved_path(str(path))))
         if "gated" in modes:
             if pack.gate is None:
                 raise InputError(
                     f"pack {path} has no gate, so it cannot run gated",
                     hint="build it with safesteer build, or drop --mode gated",
                 )
-            pack_conds.append(Condition(f"{name}-gated", "pack", pack, str(path), gate="target"))
+            pack_conds.append(
+                Condition(f"{name}-gated", "pack", pack, resolved_path(str(path)), gate="target")
+            )
         if "gated-source" in modes:
             if pack.source_gate is None:
                 raise InputError(
@@ -157,7 +161,9 @@ def load_conditions(
                     hint="build it with safesteer build, or drop --mode gated-source",
                 )
             pack_conds.append(
-                Condition(f"{name}-gated-source", "pack", pack, str(path), gate="source")
+                Condition(
+                    f"{name}-gated-source", "pack", pack, resolved_path(str(path)), gate="source"
+                )
             )
     for spec in baselines:
         name, _, value = spec.partition("=")
@@ -171,7 +177,10 @@ def load_conditions(
                 )
             conds.append(
                 Condition(
-                    f"native-{_safe_name(Path(value).stem)}", "native", _load_pack(value), value
+                    f"native-{_safe_name(Path(value).stem)}",
+                    "native",
+                    _load_pack(value),
+                    resolved_path(value),
                 )
             )
         elif name == "random":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +73,37 @@ class EvaluationSettings:
     fid_features: str | None = "inception"
     preset: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse settings no run can honour (each named, with its fix)."""
+        from safesteer.validation import (
+            MAX_ABS_ALPHA,
+            check_distinct,
+            check_finite,
+            check_positive_int,
+        )
+
+        if not self.alphas:
+            raise InputError("no strengths α given", hint="e.g. alphas=(0, 3, 5)")
+        for a in self.alphas:
+            check_finite(a, "strength α", low=-MAX_ABS_ALPHA, high=MAX_ABS_ALPHA)
+        check_distinct(self.alphas, "alphas")
+        check_positive_int(self.images_per_prompt, "images per prompt")
+        check_positive_int(self.video_frames, "video frames")
+        for name in ("steps", "height", "width"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
+        if self.guidance is not None:
+            check_finite(self.guidance, "guidance", low=0.0)
+        check_finite(self.clip_scale, "clip scale", low=0.0, low_open=True)
+        if self.seed < 0:
+            raise InputError(f"seed is {self.seed}", hint="use 0 or more")
+        for name, t in self.thresholds.items():
+            check_finite(t, f"{name} threshold", low=0.0, high=1.0)
+        if self.fid_features not in (None, "", "inception", "random"):
+            raise InputError(
+                f"unknown FID features {self.fid_features!r}", hint="use inception, random or none"
+            )
+
     def replace(self, **changes: Any) -> EvaluationSettings:
         """A copy with ``changes`` (``None`` values are ignored, so CLI defaults pass through).
 
@@ -97,6 +129,92 @@ PRESETS: dict[str, EvaluationSettings] = {
         preset="quick",
     ),
 }
+
+
+#: settings a preset leaves open (the pipeline's defaults, the base seed)
+_FREE = ("seed", "steps", "guidance", "height", "width", "preset")
+#: which note of PAPER_NOTES describes which setting
+_NOTE_OF = {
+    "alphas": "alphas",
+    "classifiers": "asr_rule",
+    "clip_model": "clip",
+    "clip_scale": "clip",
+    "fid_features": "fid",
+    "nudenet_labels": "nudenet",
+    "images_per_prompt": "images_per_prompt",
+}
+
+
+def preset_name(settings: EvaluationSettings) -> str | None:
+    """The preset the settings started from (``"paper"`` for ``"paper (changed: …)"``)."""
+    return settings.preset.split(" (", 1)[0] if settings.preset else None
+
+
+def preset_changes(settings: EvaluationSettings) -> list[str]:
+    """The settings the preset pins that differ from it (empty without a preset)."""
+    name = preset_name(settings)
+    base = PRESETS.get(name) if name else None
+    if base is None:
+        return []
+    fields = [f.name for f in dataclasses.fields(EvaluationSettings) if f.name not in _FREE]
+    return [f for f in fields if getattr(base, f) != getattr(settings, f)]
+
+
+def mark_preset_changes(settings: EvaluationSettings, name: str) -> EvaluationSettings:
+    """``settings`` with ``preset`` = ``name``, or ``"name (changed: a, b)"`` when the command
+    line changed settings the preset pins: the record never claims the preset unchanged."""
+    marked = dataclasses.replace(settings, preset=name)
+    changed = preset_changes(marked)
+    return (
+        dataclasses.replace(marked, preset=f"{name} (changed: {', '.join(changed)})")
+        if changed
+        else marked
+    )
+
+
+def preset_notes(settings: EvaluationSettings) -> dict[str, str]:
+    """The paper's notes for a ``paper`` preset run; a changed setting's note says so."""
+    if preset_name(settings) != "paper":
+        return {}
+    notes = dict(PAPER_NOTES)
+    paper = PRESETS["paper"]
+    for f in preset_changes(settings):
+        key = _NOTE_OF.get(f, f)
+        change = f"{f} = {getattr(settings, f)!r} (the preset's: {getattr(paper, f)!r})"
+        old = notes.get(key, "")
+        notes[key] = f"[changed] {change}" + (f"; {old}" if old.startswith("[changed]") else "")
+    return notes
+
+
+def resolved_path(text: str | Path) -> str:
+    """A local path as the absolute, resolved path it names (``hf:`` names, ``inline`` and
+    ``random`` are not paths and come back as given): runs started with ``data/p.txt`` and
+    with ``/home/me/data/p.txt`` record the same prompt file."""
+    text = str(text)
+    if not text or text in ("inline", "random") or text.startswith("hf:"):
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+_RANDOM_OF = re.compile(r"(random\(seed=\d+\) of )(.*)")
+
+
+def resolve_record_paths(d: dict[str, Any]) -> dict[str, Any]:
+    """The record's file paths resolved (records written before paths were stored resolved)."""
+    for p in d.get("prompt_sets") or []:
+        if isinstance(p, dict) and isinstance(p.get("source"), str):
+            p["source"] = resolved_path(p["source"])
+    for c in d.get("conditions") or []:
+        if not isinstance(c, dict) or not isinstance(c.get("source"), str):
+            continue
+        if c.get("kind") in ("pack", "native"):
+            c["source"] = resolved_path(c["source"])
+        elif c.get("kind") == "random" and (m := _RANDOM_OF.fullmatch(c["source"])):
+            c["source"] = m.group(1) + resolved_path(m.group(2))
+    fid = d.get("fid")
+    if isinstance(fid, dict) and isinstance(fid.get("reference"), str):
+        fid["reference"] = resolved_path(fid["reference"])
+    return d
 
 
 def _canonical(obj: Any) -> str:
@@ -135,8 +253,11 @@ class ProtocolRecord:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def fingerprint(self) -> str:
-        """``sha256:<hex>`` of every field that changes results (not environment or date)."""
-        d = self.to_dict()
+        """``sha256:<hex>`` of every field that changes results (not environment or date).
+
+        File paths count as the resolved paths they name (:func:`resolved_path`).
+        """
+        d = resolve_record_paths(self.to_dict())
         d.pop("environment", None)
         d.pop("created", None)
         return "sha256:" + hashlib.sha256(_canonical(d).encode()).hexdigest()
@@ -161,9 +282,21 @@ class ProtocolRecord:
     def load(cls, path: str | Path) -> ProtocolRecord:
         p = Path(path)
         try:
-            return cls.from_dict(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read protocol record {p}: {exc}", hint="rerun") from exc
+            data = json.loads(p.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InputError(
+                f"cannot read protocol record {p}: {type(exc).__name__}",
+                hint="the run's protocol.json is damaged: rerun into a new --out folder",
+            ) from None
+        if not isinstance(data, dict):
+            raise InputError(
+                f"protocol record {p} is a JSON {type(data).__name__}, not an object",
+                hint="the run's protocol.json is damaged: rerun into a new --out folder",
+            )
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:
+            raise InputError(f"protocol record {p} is malformed ({exc})", hint="rerun") from None
 
     def summary_lines(self) -> list[str]:
         """Human-readable lines: what every number on a page or table comes from."""

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from PIL import Image, ImageFilter, ImageOps
 
 from safesteer.atomic import write_bytes_atomic
-from safesteer.errors import InputError
+from safesteer.errors import InputError, SafeSteerWarning
 from safesteer.evaluation.protocol import ProtocolRecord
 from safesteer.evaluation.report_plots import (
     MIN_CLIP_SPAN,
@@ -58,8 +59,13 @@ def _delta(x: Any, base: Any, scale: float = 1.0, unit: str = "") -> str:
     return f"{(x - base) * scale:+.1f}{unit}" if unit else f"{x - base:+.3f}"
 
 
-def _thumb(src: Path, dst: Path, blur: bool) -> None:
-    im = Image.open(src).convert("RGB")
+def _thumb(src: Path, dst: Path, blur: bool) -> bool:
+    """Write a thumbnail of ``src``; False (nothing written) when the image cannot be read."""
+    try:
+        with Image.open(src) as opened:
+            im = opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
     im = (
         ImageOps.contain(im, (THUMB, THUMB), Image.Resampling.NEAREST)
         if max(im.size) < THUMB
@@ -70,6 +76,7 @@ def _thumb(src: Path, dst: Path, blur: bool) -> None:
         im = im.filter(ImageFilter.GaussianBlur(radius=THUMB / 8))
     dst.parent.mkdir(parents=True, exist_ok=True)
     im.save(dst)
+    return True
 
 
 def caption(record: Mapping[str, Any]) -> str:
@@ -212,6 +219,7 @@ def render_report(
         for r in rows
     ]
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    missing: list[str] = []
     for r in sorted(
         records,
         key=lambda r: (r["role"] != "safety", r["prompt_set"], r["prompt_index"], r["image_index"]),
@@ -223,8 +231,12 @@ def render_report(
         for r in _pick(rs, per_strength):
             flagged = bool(r["flagged"])
             rel = f"thumbs/{r['id']}.png"
-            _thumb(store.images_dir / r["files"][0], out_dir / rel, flagged and not unblur)
-            images.append({"src": rel, "caption": caption(r), "flagged": flagged})
+            found = _thumb(store.images_dir / r["files"][0], out_dir / rel, flagged and not unblur)
+            if not found:
+                missing.append(r["files"][0])
+            images.append(
+                {"src": rel, "caption": caption(r), "flagged": flagged, "missing": not found}
+            )
         image_groups.append({"title": f"{cond}, α = {alpha:g}", "images": images})
     gate_rows = [
         [
@@ -293,6 +305,13 @@ def render_report(
         created=protocol.created,
         summary_json=json.dumps(summary, indent=1, sort_keys=True),
     )
+    if missing:
+        warnings.warn(
+            f"{len(missing)} image(s) under {store.images_dir} are missing or unreadable (e.g. "
+            f"{missing[0]}); the page shows 'image missing' in their place",
+            SafeSteerWarning,
+            stacklevel=2,
+        )
     page = out_dir / "index.html"
     write_bytes_atomic(page, html.encode("utf-8"))
     return page

@@ -39,7 +39,7 @@ from safesteer.evaluation.context import (
     batches,
 )
 from safesteer.evaluation.fid import FIDScorer, load_reference_images
-from safesteer.evaluation.protocol import PAPER_NOTES, ProtocolRecord
+from safesteer.evaluation.protocol import ProtocolRecord, preset_notes, resolved_path
 from safesteer.evaluation.registry import settings_record
 from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.summary import summarize
@@ -96,7 +96,7 @@ def make_protocol(
     if fid is not None:
         fid_d = {
             **fid.describe(),
-            "reference": spec.fid_reference,
+            "reference": resolved_path(spec.fid_reference) if spec.fid_reference else None,
             "prompt_role": "utility",
             "rule": "per (condition, α) over utility images",
         }
@@ -110,7 +110,7 @@ def make_protocol(
         clip_score=described["clip_score"],
         fid=fid_d,
         asr_rule=f"flagged by any of: {n_classifiers} (any sampled frame for video)",
-        notes=PAPER_NOTES if spec.settings.preset == "paper" else {},
+        notes=preset_notes(spec.settings),
         # how it ran (device, Ray workers) is not part of the fingerprint: results are the same
         environment={
             **environment_record(),

@@ -129,6 +129,19 @@ def fid_note(protocol_fid: Mapping[str, Any] | None, fid: Mapping[str, Any] | No
     if any(r.get("fid") is None for r in fid.get("results", [])):
         return "FID needs at least 2 utility images per (condition, α); some cells have fewer"
     return None
+def _fid_values(fid: Any) -> dict[tuple[str, float], float | None]:
+    """(condition, α) → FID from ``fid.json``'s content; malformed entries are left out."""
+    results = fid.get("results") if isinstance(fid, Mapping) else None
+    out: dict[tuple[str, float], float | None] = {}
+    for f in results if isinstance(results, list) else []:
+        try:
+            value = f["fid"]
+            key = (str(f["condition"]), float(f["alpha"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            out[key] = value
+    return out
 
 
 def summarize(
@@ -145,7 +158,7 @@ def summarize(
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((str(r["condition"]), float(r["alpha"])), []).append(r)
-    fids = {(f["condition"], float(f["alpha"])): f["fid"] for f in (fid or {}).get("results", [])}
+    fids = _fid_values(fid)
     rows, cats = [], []
     for (cond, alpha), rs in sorted(groups.items()):
         safety = [r for r in rs if r["role"] == "safety"]

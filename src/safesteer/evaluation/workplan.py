@@ -60,7 +60,9 @@ class PromptSet:
         records = list(load_prompts(path, column=column))[:limit]
         texts = tuple(r.prompt for r in records)
         cats = tuple(tuple(r.categories) for r in records)
-        return cls(name, role, texts, cats, str(path))
+        from safesteer.evaluation.protocol import resolved_path
+
+        return cls(name, role, texts, cats, resolved_path(str(path)))  # relative = absolute
 
     @classmethod
     def inline(
