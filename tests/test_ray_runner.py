@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from safesteer.errors import InputError
 from safesteer.evaluation.conditions import Condition
 from safesteer.evaluation.protocol import PRESETS
-from safesteer.evaluation.ray_runner import split_by_prompt
+from safesteer.evaluation.ray_runner import check_reachable, split_by_prompt
 from safesteer.evaluation.runner import EvaluationSpec, evaluate
 from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.workplan import PromptSet, plan_work
@@ -55,3 +56,38 @@ def test_local_ray_cluster_matches_a_local_run_and_resumes(tmp_path):
     protocol = b.protocol()
     assert protocol.environment["ray_workers"] == "2"
     assert protocol.fingerprint() == a.protocol().fingerprint()  # how it ran is not what it ran
+
+
+@pytest.mark.timeout(120)
+def test_an_address_where_no_ray_head_answers_is_refused_not_waited_on():
+    """``--ray 127.0.0.1:9`` waited forever; now: refused at once (closed port), or after the
+    connection timeout (something listens but does not speak gRPC)."""
+    import socket
+
+    with pytest.raises(InputError, match=r"no Ray cluster answers at 127.0.0.1:9") as err:
+        check_reachable("127.0.0.1:9", timeout=2)
+    assert "ray start --head" in str(err.value)
+    with socket.socket() as listener:  # accepts connections, says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(InputError, match=f"127.0.0.1:{port}"):
+            check_reachable(f"127.0.0.1:{port}", timeout=1)
+        with pytest.raises(InputError, match=f"ray://127.0.0.1:{port}"):
+            check_reachable(f"ray://127.0.0.1:{port}", timeout=1)
+
+
+@pytest.mark.timeout(60)
+def test_a_grpc_server_passes_the_reachability_check():
+    """Ray's GCS and client server are gRPC servers: their HTTP/2 greeting is the sign."""
+    grpc = pytest.importorskip("grpc", reason="grpcio comes with the [ray] extra")
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        check_reachable(f"127.0.0.1:{port}", timeout=5)
+        check_reachable(f"ray://127.0.0.1:{port}", timeout=5)
+    finally:
+        server.stop(0)

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -36,6 +38,50 @@ class _Worker:
 
     def process(self, items: Sequence[WorkItem]) -> list[Result]:
         return self.ctx.process_batch(items)
+
+
+#: seconds to wait for a Ray head's port before refusing the address (connection timeout)
+CONNECT_TIMEOUT_S = 10.0
+
+
+#: an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray
+#: client server) answers with a SETTINGS frame of its own
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within about ``timeout`` seconds, a ``HOST:PORT`` / ``ray://HOST:PORT`` where no
+    Ray head answers.
+
+    ``ray.init`` retries such an address for minutes (forever when something else listens on
+    the port). Here a TCP connection says at once (refused) or after ``timeout`` (no route)
+    that nothing listens; then an HTTP/2 greeting must be answered the way a gRPC server (the
+    GCS or the Ray client server) answers it, else whatever listens is not Ray.
+    """
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address)
+    if m is None:
+        return  # "auto" and the like: Ray finds the cluster itself
+    host, port = m.group(1), int(m.group(2))
+    hint = (
+        "start one there (`ray start --head`), check the address and port, or use --ray alone "
+        "for a local cluster"
+    )
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_H2_PREFACE)
+            reply = conn.recv(9)
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise InputError(
+            f"no Ray cluster answers at {address} ({why}; waited at most {timeout:g} s)",
+            hint=hint,
+        ) from None
+    if len(reply) < 9 or reply[3] != 0x04:  # not an HTTP/2 SETTINGS frame
+        raise InputError(
+            f"something listens at {address}, but it is not a Ray head (no gRPC answer)",
+            hint=hint,
+        )
 
 
 def split_by_prompt(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
@@ -71,7 +117,15 @@ class RayPool:
             if address == "local":
                 ray.init(include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(address=address, log_to_driver=False)
+                check_reachable(address)  # bounded: ray.init alone may wait forever
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                    raise InputError(
+                        f"cannot join the Ray cluster at {address}: "
+                        f"{str(exc).splitlines()[0][:200]}",
+                        hint="check that a Ray head runs there (`ray status`), or use --ray alone",
+                    ) from None
             self._started = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus_per_worker is None:
