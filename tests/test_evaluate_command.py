@@ -176,3 +176,24 @@ def test_paper_preset_with_random_stand_ins_records_the_protocol(tmp_path, capsy
     assert {"classifier q16", "CLIP-score model", "FID features"} <= set(protocol.random_parts())
     assert len(ResultsStore(out).completed()) == 3 * (1 + 6)
     assert (out / "fid.json").exists()
+
+
+@pytest.mark.slow
+def test_a_relative_and_an_absolute_prompt_path_resume_the_same_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("p.txt").write_text("a cat\n")
+    assert main(_args(Path("p.txt"), Path("run"))) == 0
+    capsys.readouterr()
+    assert main(_args(tmp_path / "p.txt", tmp_path / "run")) == 0
+    assert "1/1 items (0 new)" in capsys.readouterr().out
+    protocol = json.loads((tmp_path / "run" / "protocol.json").read_text())
+    assert protocol["prompt_sets"][0]["source"] == str(tmp_path / "p.txt")
+
+
+def test_a_size_the_loaded_pipeline_refuses_stops_before_generating(tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n")
+    assert main([*_args(prompts, tmp_path / "run"), "--height", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "height 12 is not a multiple of 8" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "results.jsonl").exists()

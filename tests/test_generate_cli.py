@@ -167,3 +167,24 @@ def test_generate_with_the_source_gate(tmp_path: Path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no source gate" in err and "gate='target'" in err
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "extra", "says"),
+    [
+        ("tiny-sd", ["--size", "12"], "height 12 and width 12 are not multiples of 8"),
+        # FLUX would silently make 32x32 and record 33
+        ("tiny-flux", ["--size", "33x32"], "width 33 is not a multiple of 2"),
+        ("tiny-sd", ["--frames", "5"], "--frames: tiny-sd makes images"),
+        # Wan would silently make 5 frames and record 6
+        ("tiny-wan", ["--frames", "6"], "(frames - 1) a multiple of 4"),
+    ],
+)
+def test_what_the_loaded_pipeline_cannot_make_is_refused_before_generating(
+    tmp_path: Path, capsys, pipeline: str, extra: list[str], says: str
+) -> None:
+    out = tmp_path / "out"
+    code = main(["generate", "--pipeline", pipeline, "--prompt", "x", *extra, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "(fix: " in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written

@@ -122,7 +122,7 @@ def refuse(what: str, fix: str) -> None:
 # ---- numbers ------------------------------------------------------------------------------
 def _number(text: str | float, cast: Callable[[Any], T], kind: str, example: str) -> T:
     try:
-        return cast(text)
+        return cast(str(text))  # as text: a config file's 2.5 is not the integer 2
     except (TypeError, ValueError):
         raise InputError(f"{text!r} is not {kind}", hint=f"give {kind} such as {example}") from None
 

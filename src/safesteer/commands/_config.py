@@ -58,7 +58,7 @@ def _convert(key: str, action: Any, value: Any, path: Path) -> Any:
             raise bad("must be a string or number, not a boolean")
         try:
             converted = action.type(item) if action.type is not None else str(item)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:  # validation types
             raise bad(f"is not a valid value ({exc})") from exc
         if action.choices is not None and converted not in action.choices:
             raise bad(f"is not one of {sorted(action.choices)}")

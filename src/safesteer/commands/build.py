@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from safesteer import validation as v
 from safesteer.maths.alignment import MAPS
 from safesteer.maths.calibration import CALIBRATIONS
 
@@ -17,18 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", required=True, help="source preset (smollm2-135m…) or model id / path"
     )
-    parser.add_argument("--layer", type=int, required=True, help="source layer to read")
+    parser.add_argument(
+        "--layer", type=v.non_negative_int, required=True, help="source layer to read"
+    )
     parser.add_argument(
         "--target", required=True, help="target preset (gemma3-270m, minilm-l6) or pipeline id"
     )
     parser.add_argument("--map", choices=list(MAPS), default="procrustes")
     parser.add_argument("--calibration", choices=list(CALIBRATIONS), default="beta")
-    parser.add_argument("--out", type=Path, required=True, help="pack file to write (.safetensors)")
     parser.add_argument(
-        "--pairs", type=Path, default=None, help="pairs file (jsonl: safe, unsafe, category)"
+        "--out", type=v.output_file, required=True, help="pack file to write (.safetensors)"
     )
     parser.add_argument(
-        "--anchors", type=Path, default=None, help="benign anchors file (txt/csv/jsonl…)"
+        "--pairs", type=v.text_file, default=None, help="pairs file (jsonl: safe, unsafe, category)"
+    )
+    parser.add_argument(
+        "--anchors", type=v.prompt_file, default=None, help="benign anchors file (txt/csv/jsonl…)"
     )
 
 
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from safesteer.models import load_source
     from safesteer.targets import load_target
 
+    # the paths were checked by argparse (validation types); the files are read before any
+    # model loads, so a bad line fails in a second, not after the build
     pairs = read_pairs(args.pairs) if args.pairs else None
     anchors = read_anchors(args.anchors) if args.anchors else None
     target, _ = load_target(args.target)  # the target first: a wrong id fails before the read

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safesteer import validation as v
 from safesteer.maths.alignment import MAPS
 from safesteer.maths.calibration import CALIBRATIONS
 from safesteer.maths.gating import GATE_SCORES
@@ -18,22 +19,24 @@ NAME = "demo"
 HELP = "Run the default job: build packs on real models and write the transfer report."
 
 
+#: fewest benign anchors the job splits three ways and still fits its gates on
+MIN_ANCHORS = 60
+
+
 def _layer(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--layer must be an integer or 'auto', got {text!r}"
-        ) from None
+        return v.non_negative_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or 'auto'") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer demo``."""
     from safesteer.jobs.default.config import DEFAULT_LAYER, DEFAULT_SOURCE, DEFAULT_TARGETS
 
-    parser.add_argument("--out", type=Path, default=Path("runs/default"), help="output folder")
+    parser.add_argument("--out", type=v.output_dir, default="runs/default", help="output folder")
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="source preset or model id / path")
     parser.add_argument(
         "--target",
@@ -55,22 +58,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="whitened",
         help="how the benign-fitted gate scores a prompt",
     )
-    parser.add_argument("--anchors", type=int, default=2000, help="number of benign anchors")
     parser.add_argument(
-        "--max-pairs", type=int, default=None, help="cap pairs per split (quick runs)"
+        "--anchors",
+        type=v.int_at_least(MIN_ANCHORS),
+        default=2000,
+        help="number of benign anchors (ours; at least 60)",
     )
     parser.add_argument(
-        "--images", type=int, default=2, help="random-weight images per target (0: none)"
+        "--max-pairs",
+        type=v.int_at_least(2),
+        default=None,
+        help="cap pairs per split (quick runs; the probes need 2 or more)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--images",
+        type=v.non_negative_int,
+        default=2,
+        help="random-weight images per target (0: none)",
+    )
+    parser.add_argument("--seed", type=v.seed, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary."""
+    from safesteer.data import benign_anchors
     from safesteer.jobs.default import DEFAULT_TARGETS, JobConfig, run_default_job
 
+    available = len(benign_anchors())
+    if args.anchors > available:
+        v.refuse(
+            f"--anchors {args.anchors}: we ship {available} benign anchors", f"use 60..{available}"
+        )
     config = JobConfig(
-        out=args.out,
+        out=Path(args.out),
         source=args.source,
         targets=tuple(args.target or DEFAULT_TARGETS),
         layer=args.layer,

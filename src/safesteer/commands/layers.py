@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from safesteer import validation as v
+
 NAME = "layers"
 HELP = "Score every source layer on held-out pairs and print the 'auto' layer choice."
 
@@ -20,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="source preset, hub id or local folder (default: smollm2-135m)",
     )
     parser.add_argument("--gguf-file", default=None, help="GGUF file inside --source's folder")
-    parser.add_argument("--folds", type=int, default=2, help="cross-fitting folds (default: 2)")
+    parser.add_argument(
+        "--folds", type=v.int_at_least(2), default=2, help="cross-fitting folds (default: 2)"
+    )
     parser.add_argument(
         "--chat-template", action="store_true", help="read prompts inside the chat template"
     )

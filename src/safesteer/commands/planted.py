@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safesteer import validation as v
+
 NAME = "planted"
 HELP = "Run the maths end to end on planted synthetic data and print what it did (no model)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer planted``."""
-    parser.add_argument("--out", type=Path, default=Path("runs/planted"), help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--source-dim", type=int, default=96)
-    parser.add_argument("--target-dim", type=int, default=128)
-    parser.add_argument("--anchors", type=int, default=2000, help="number of benign anchors")
-    parser.add_argument("--alpha", type=float, default=1.0, help="steering strength")
-    parser.add_argument("--false-trigger-rate", type=float, default=0.05)
+    parser.add_argument("--out", type=v.output_dir, default="runs/planted", help="output folder")
+    parser.add_argument("--seed", type=v.seed, default=0)
+    parser.add_argument("--source-dim", type=v.int_at_least(2), default=96)
+    parser.add_argument("--target-dim", type=v.int_at_least(2), default=128)
+    parser.add_argument(
+        "--anchors", type=v.int_at_least(50), default=2000, help="number of benign anchors"
+    )
+    parser.add_argument("--alpha", type=v.alpha, default=1.0, help="steering strength")
+    parser.add_argument("--false-trigger-rate", type=v.open_fraction, default=0.05)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +34,8 @@ def run(args: argparse.Namespace) -> int:
             f"--target-dim {args.target_dim} < --source-dim {args.source_dim}",
             hint="the planted map is semi-orthogonal from source into a larger target space",
         )
-    if args.anchors < 50:
-        raise InputError(f"--anchors {args.anchors} is too few", hint="use at least 50")
     run_planted(
-        args.out,
+        Path(args.out),
         seed=args.seed,
         ds=args.source_dim,
         dt=args.target_dim,

@@ -162,13 +162,9 @@ def _records(
 
 
 def _read_text(path: Path) -> str:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path} is not valid UTF-8 (byte {exc.start})",
-            hint="re-save the file as UTF-8",
-        ) from None
+    from safesteer.validation import read_utf8
+
+    text = read_utf8(path, "prompt file")  # a bad byte is reported with its line
     if not text.strip():
         raise InputError(f"{path} is empty", hint="give a file with at least one prompt")
     return text

@@ -66,7 +66,9 @@ def read_pairs(path: str | Path) -> list[PromptPair]:
     if not p.is_file():
         raise InputError(f"pairs file {p} does not exist", hint="check the path")
     pairs = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    from safesteer.validation import read_utf8
+
+    for i, line in enumerate(read_utf8(p, "pairs file").splitlines(), start=1):
         if not line.strip():
             continue
         try:

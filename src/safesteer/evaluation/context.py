@@ -101,6 +101,12 @@ def _call_kwargs(pipe: Any, spec: EvaluationSpec, family: str) -> dict[str, Any]
             kwargs[arg] = default
     if "output_type" in params:
         kwargs["output_type"] = "pil"
+    from safesteer.targets.sizes import check_size, size_multiple
+
+    # before any generation: a size the family refuses or silently resizes is refused here
+    check_size(
+        kwargs.get("height"), kwargs.get("width"), size_multiple(pipe, family), spec.pipeline
+    )
     return {k: v for k, v in kwargs.items() if k in params}
 
 

@@ -129,6 +129,8 @@ def fid_note(protocol_fid: Mapping[str, Any] | None, fid: Mapping[str, Any] | No
     if any(r.get("fid") is None for r in fid.get("results", [])):
         return "FID needs at least 2 utility images per (condition, α); some cells have fewer"
     return None
+
+
 def _fid_values(fid: Any) -> dict[tuple[str, float], float | None]:
     """(condition, α) → FID from ``fid.json``'s content; malformed entries are left out."""
     results = fid.get("results") if isinstance(fid, Mapping) else None
