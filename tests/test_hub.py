@@ -56,7 +56,7 @@ def test_round_trip_through_a_folder(tmp_path: Path) -> None:
     again = SafetyPack.from_pretrained(folder)
     assert torch.equal(again.global_vector, pack.global_vector)
     assert again.categories == pack.categories and again.alpha_default == 5.0
-    assert again.metadata()["tensor_sha256"] == pack.metadata()["tensor_sha256"]
+    assert again.metadata()["sha256"] == pack.metadata()["sha256"]
     x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(again.gate.decide(x).steer, pack.gate.decide(x).steer)
     # the pack file itself is accepted too, and a local folder always wins over the hub

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from safesteer.errors import PackError
 from safesteer.maths.gating import Gate
-from safesteer.pack import FORMAT_VERSION, SafetyPack, source_spec, tensor_sha256
+from safesteer.pack import FORMAT_VERSION, SafetyPack, content_sha256, source_spec
 
 D = 16
 
@@ -39,6 +39,11 @@ def _pack(with_gate: bool = True) -> SafetyPack:
 def _write_raw(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     path.write_bytes(st_save(tensors, metadata={"safesteer": json.dumps(meta)}))
     return path
+
+
+def _rehash(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """What a hostile author does after an edit: a consistent hash, so the schema must refuse."""
+    meta["sha256"] = content_sha256(tensors, meta)
 
 
 def _saved_parts(tmp_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -136,7 +141,7 @@ def test_refuses_a_safetensors_file_without_pack_metadata(tmp_path: Path) -> Non
 def test_refuses_unknown_format_version(tmp_path: Path) -> None:
     tensors, meta = _saved_parts(tmp_path)
     meta["format_version"] = FORMAT_VERSION + 1
-    with pytest.raises(PackError, match="format_version 2"):
+    with pytest.raises(PackError, match=f"format_version {FORMAT_VERSION + 1}"):
         SafetyPack.load(_write_raw(tmp_path / "v2.safetensors", tensors, meta))
 
 
@@ -145,7 +150,7 @@ def test_refuses_nan_and_inf(tmp_path: Path) -> None:
         tensors, meta = _saved_parts(tmp_path)
         tensors["category/sexual"] = tensors["category/sexual"].clone()
         tensors["category/sexual"][3] = bad
-        meta["tensor_sha256"] = tensor_sha256(tensors)  # a consistent file, just non-finite
+        _rehash(tensors, meta)  # a consistent file, just non-finite
         with pytest.raises(PackError, match="NaN or Inf"):
             SafetyPack.load(_write_raw(tmp_path / "nan.safetensors", tensors, meta))
     with pytest.raises(PackError, match="NaN or Inf"):
@@ -157,23 +162,24 @@ def test_refuses_hash_mismatch(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-2] ^= 0x01  # flip a bit in the last tensor's bytes
     path.write_bytes(bytes(data))
-    with pytest.raises(PackError, match="do not match the hash"):
+    with pytest.raises(PackError, match="do not match the sha256"):
         SafetyPack.load(path)
 
 
 def test_refuses_inconsistent_dimensions(tmp_path: Path) -> None:
     tensors, meta = _saved_parts(tmp_path)
     meta["dim"] = D + 1
+    _rehash(tensors, meta)
     with pytest.raises(PackError, match=f"metadata says dim {D + 1}"):
         SafetyPack.load(_write_raw(tmp_path / "dim.safetensors", tensors, meta))
     tensors, meta = _saved_parts(tmp_path)
     tensors["category/sexual"] = torch.ones(D + 3)
-    meta["tensor_sha256"] = tensor_sha256(tensors)
+    _rehash(tensors, meta)
     with pytest.raises(PackError, match="'sexual' has shape"):
         SafetyPack.load(_write_raw(tmp_path / "cat.safetensors", tensors, meta))
     tensors, meta = _saved_parts(tmp_path)
     del tensors["category/sexual"]
-    meta["tensor_sha256"] = tensor_sha256(tensors)
+    _rehash(tensors, meta)
     with pytest.raises(PackError, match="lacks"):
         SafetyPack.load(_write_raw(tmp_path / "lack.safetensors", tensors, meta))
 
@@ -218,10 +224,11 @@ def test_source_gate_round_trip_is_exact(tmp_path: Path) -> None:
 
 
 def test_pack_without_source_gate_loads(tmp_path: Path) -> None:
-    # a pack written before the source gate existed: no source_gate keys in its metadata at all
+    # a pack without a source gate (native packs): the keys may be null or absent
     tensors, meta = _saved_parts(tmp_path)
     for key in ("source_gate", "source_gate_spec"):
         assert meta.pop(key) is None
+    _rehash(tensors, meta)
     old = SafetyPack.load(_write_raw(tmp_path / "old.safetensors", tensors, meta))
     assert old.source_gate is None and old.source_gate_spec == {}
     with pytest.raises(PackError, match="no source gate") as err:
@@ -257,7 +264,7 @@ def test_source_gate_needs_its_spec_and_consistent_dims(tmp_path: Path) -> None:
         )
     tensors, meta = dict(pack._tensors()), pack.metadata()
     tensors["source_gate/centre"] = torch.ones(13)
-    meta["tensor_sha256"] = tensor_sha256(tensors)
+    _rehash(tensors, meta)
     with pytest.raises(PackError, match="inconsistent dimensions"):
         SafetyPack.load(_write_raw(tmp_path / "bad.safetensors", tensors, meta))
 

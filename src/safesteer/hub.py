@@ -523,7 +523,7 @@ def model_card(
         figures=figures or [],
         data=_data_lines(pack),
         random_parts=_random_parts(pack),
-        tensor_sha256=meta["tensor_sha256"],
+        tensor_sha256=meta["sha256"],
         safesteer_version=meta["provenance"].get("safesteer_version"),
         hashes=[(k, v) for k, v in sorted(prov.items()) if k.endswith("_hash")],
     )

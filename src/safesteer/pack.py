@@ -1,13 +1,28 @@
 """``SafetyPack``: the portable artifact that carries calibrated target-space vectors.
 
-One ``.safetensors`` file. Tensors: ``"global"``, ``"category/<name>"``, ``"gate/<key>"`` and
-``"source_gate/<key>"``. Metadata: ``{"safesteer": <JSON>}`` with ``format_version`` (1),
-``target_id``, ``conditioning_space``, ``dim``, ``categories``, ``calibration``, ``gate`` (its
-metadata, or null), ``source_gate`` and ``source_gate_spec`` (the source-side gate [ours] and
-what identifies the source states it reads — :func:`source_spec`; null/absent in older packs),
+One ``.safetensors`` file. Tensors (float32): ``"global"``, ``"category/<name>"``,
+``"gate/<key>"`` and ``"source_gate/<key>"``. Metadata: ``{"safesteer": <JSON>}`` with
+``format_version`` (2), ``target_id``, ``conditioning_space``, ``dim``, ``categories``,
+``calibration``, ``gate`` (its metadata, or null), ``source_gate`` and ``source_gate_spec`` (the
+source-side gate [ours] and what identifies the source states it reads — :func:`source_spec`),
 ``provenance`` (whatever the builder passes — source model and layer, map kind and fit
-metrics, anchor/pair hashes — plus ``safesteer_version`` added on save) and ``tensor_sha256``,
-a hash of every tensor's name, dtype, shape and bytes. No pickle: only safetensors and JSON.
+metrics, anchor/pair hashes, software versions — plus ``safesteer_version`` added on save) and
+``sha256``. No pickle: only safetensors and JSON.
+
+Integrity: ``sha256`` (:func:`content_sha256`) covers **every byte that changes behaviour**:
+each tensor's name, dtype, shape and bytes, and the whole ``safesteer`` metadata (gate
+thresholds, scales and names, calibration, categories, source gate spec, provenance) in
+canonical JSON. A pack holds no volatile field (no timings, no host name or kernel version), so
+the same inputs and software give the same bytes. On load, :meth:`SafetyPack.load` checks the
+hash, then the schema (:class:`PackError` names the field): vectors floating point (float16 /
+bfloat16 / float64 are converted to float32), finite, non-zero and of sane length (at most
+:data:`MAX_VECTOR_NORM`, and the recorded ``calibration["target_norm"]`` when there is one);
+gate scales finite and positive, thresholds finite (at most :data:`MAX_GATE_THRESHOLD` benign
+standard deviations), score directions of unit length, gate names the pack's categories.
+
+Format 1 packs (safesteer before this check) are refused with a :class:`PackError` that says how
+to rebuild them: their hash covered the tensors only, so their gate thresholds and scales could
+have been edited unseen. ``safesteer build`` with the same inputs makes the same pack again.
 
 Example:
     >>> import torch, tempfile, pathlib
@@ -26,8 +41,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,26 +56,67 @@ from torch import Tensor
 from safesteer._version import __version__
 from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import PackError
-from safesteer.maths.gating import Gate, GateDecision
+from safesteer.maths.gating import GATE_SCORES, GLOBAL, Gate, GateDecision
 from safesteer.maths.steering import combine_directions
 
-__all__ = ["DEFAULT_ALPHA", "FORMAT_VERSION", "SafetyPack", "source_spec", "tensor_sha256"]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "FORMAT_VERSION",
+    "MAX_GATE_THRESHOLD",
+    "MAX_VECTOR_NORM",
+    "SafetyPack",
+    "content_sha256",
+    "source_spec",
+    "tensor_sha256",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: the strength :func:`safesteer.attach` uses when a pack carries no ``alpha_default`` (the
 #: paper's α for FLUX and Qwen-Image); packs built by safesteer record it in ``calibration``
 DEFAULT_ALPHA = 5.0
 _META_KEY = "safesteer"
+_HASH_KEY = "sha256"
 _BUILD_HINT = "rebuild it with `safesteer build --target ...`"
+#: longest steering vector accepted (states of real encoders have norms far below this)
+MAX_VECTOR_NORM = 1e6
+#: largest |gate threshold| accepted, in benign standard deviations (real ones are a few units)
+MAX_GATE_THRESHOLD = 1e3
+#: vectors shorter than this steer nothing; such a pack is refused (it would be "steered")
+MIN_VECTOR_NORM = 1e-12
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+# ---- integrity ------------------------------------------------------------------------------
+def _canonical(meta: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def tensor_sha256(tensors: Mapping[str, Tensor]) -> str:
     """``"sha256:<hex>"`` over each tensor's name, dtype, shape and raw bytes, in name order."""
     h = hashlib.sha256()
+    _hash_tensors(h, tensors)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _hash_tensors(h: Any, tensors: Mapping[str, Tensor]) -> None:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def content_sha256(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` over the tensors (as :func:`tensor_sha256`) **and** the metadata.
+
+    The metadata enters as canonical JSON (sorted keys, no spaces) without its own ``sha256``
+    entry, so re-serialising the same metadata keeps the hash and any edited value breaks it.
+    """
+    h = hashlib.sha256(b"safesteer pack v2\0")
+    _hash_tensors(h, tensors)
+    h.update(b"\0metadata\0")
+    h.update(_canonical({k: v for k, v in meta.items() if k != _HASH_KEY}))
     return f"sha256:{h.hexdigest()}"
 
 
@@ -102,11 +159,131 @@ def _read_header(path: Path, data: bytes) -> dict[str, Any]:
         raise bad
     try:
         header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise bad from exc
     if not isinstance(header, dict):
         raise bad
     return header
+
+
+# ---- metadata schema ------------------------------------------------------------------------
+def _field_error(where: str, name: str, value: Any, want: str) -> PackError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return PackError(f"{where}: {name} is {shown}, expected {want}", hint=_BUILD_HINT)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _unit(x: Any) -> bool:
+    return _is_number(x) and 0 <= x <= 1
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _need(
+    where: str, meta: Mapping[str, Any], key: str, ok: Callable[[Any], bool], want: str
+) -> Any:
+    if key not in meta:
+        raise PackError(f"{where}: the metadata lacks {key!r}", hint=_BUILD_HINT)
+    if not ok(meta[key]):
+        raise _field_error(where, key, meta[key], want)
+    return meta[key]
+
+
+def _names(x: Any) -> bool:
+    return (
+        isinstance(x, list) and all(isinstance(n, str) and n for n in x) and len(set(x)) == len(x)
+    )
+
+
+def _check_gate_meta(where: str, meta: Any, prefix: str) -> None:
+    """The JSON half of a stored gate: types, ranges and one scale/threshold per name."""
+    if not isinstance(meta, dict):
+        raise _field_error(where, prefix, meta, "an object (or null)")
+    w = f"{where}: {prefix}"
+    _need(w, meta, "score", lambda x: x in GATE_SCORES, f"one of {tuple(GATE_SCORES)}")
+    _need(w, meta, "false_trigger_rate", lambda x: _is_number(x) and 0 < x < 1, "a rate in (0, 1)")
+    _need(
+        w,
+        meta,
+        "shrinkage",
+        lambda x: x is None or (_is_number(x) and 0 <= x <= 1),
+        "null or [0, 1]",
+    )
+    _need(w, meta, "shrinkage_used", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+    names = _need(w, meta, "names", lambda x: _names(x) and bool(x), "a list of distinct names")
+    for key, ok, want in (
+        ("scales", lambda x: _is_number(x) and x > 0, "finite and > 0"),
+        (
+            "thresholds",
+            lambda x: _is_number(x) and abs(x) <= MAX_GATE_THRESHOLD,
+            f"finite, within ±{MAX_GATE_THRESHOLD:g} benign standard deviations",
+        ),
+    ):
+        table = _need(w, meta, key, lambda x: isinstance(x, dict), "an object")
+        if sorted(table) != sorted(names):
+            raise _field_error(w, f"{key} names", sorted(table), f"the gate's names {names}")
+        for n, value in table.items():
+            if not ok(value):
+                raise _field_error(w, f"{key}[{n!r}]", value, want)
+    _need(w, meta, "quantile", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+    _need(w, meta, "benign_rate", lambda x: _is_number(x) and 0 <= x <= 1, "a number in [0, 1]")
+    n_benign = _need(w, meta, "n_benign", lambda x: _is_int(x) and x >= 1, "an integer >= 1")
+    _need(
+        w,
+        meta,
+        "calibration_fraction",
+        lambda x: _is_number(x) and 0 <= x < 1,
+        "a number in [0, 1)",
+    )
+    _need(w, meta, "n_calibration", lambda x: _is_int(x) and 1 <= x <= n_benign, f"1..{n_benign}")
+    _need(w, meta, "seed", lambda x: _is_int(x) and x >= 0, "an integer >= 0")
+
+
+def _check_spec(where: str, spec: Any) -> None:
+    if not isinstance(spec, dict):
+        raise _field_error(where, "source_gate_spec", spec, "an object (or null)")
+    w = f"{where}: source_gate_spec"
+    _need(w, spec, "model_id", lambda x: isinstance(x, str) and bool(x), "a model id")
+    _need(w, spec, "layer", _is_int, "an integer")
+    _need(w, spec, "pooling", lambda x: x is None or isinstance(x, dict), "an object or null")
+    if "dim" in spec and not (spec["dim"] is None or (_is_int(spec["dim"]) and spec["dim"] > 0)):
+        raise _field_error(w, "dim", spec["dim"], "a positive integer or null")
+
+
+def _check_meta(where: str, meta: Any) -> None:
+    """The schema of the ``safesteer`` metadata (format 2); :class:`PackError` names the field."""
+    if not isinstance(meta, dict):
+        raise PackError(
+            f"{where}: the pack metadata is a JSON {type(meta).__name__}, not an object",
+            hint=_BUILD_HINT,
+        )
+    _need(where, meta, "target_id", lambda x: isinstance(x, str) and bool(x), "a non-empty string")
+    _need(
+        where,
+        meta,
+        "conditioning_space",
+        lambda x: isinstance(x, str) and bool(x),
+        "a non-empty string",
+    )
+    _need(where, meta, "dim", lambda x: _is_int(x) and x >= 1, "a positive integer")
+    cats = _need(where, meta, "categories", _names, "a list of distinct, non-empty names")
+    if GLOBAL in cats:
+        raise _field_error(where, "categories", cats, f"names other than {GLOBAL!r}")
+    calibration = _need(where, meta, "calibration", lambda x: isinstance(x, dict), "an object")
+    for key, value in calibration.items():
+        if not _is_number(value):
+            raise _field_error(where, f"calibration[{key!r}]", value, "a finite number")
+    for prefix in ("gate", "source_gate"):
+        if meta.get(prefix) is not None:
+            _check_gate_meta(where, meta[prefix], prefix)
+    if meta.get("source_gate_spec") is not None:
+        _check_spec(where, meta["source_gate_spec"])
+    _need(where, meta, "provenance", lambda x: isinstance(x, dict), "an object")
 
 
 @dataclass
@@ -252,12 +429,39 @@ class SafetyPack:
             tensors.update({f"{prefix}/{k}": v for k, v in gate_tensors.items()})
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
+    @staticmethod
+    def _as_float32(v: Tensor, name: str, source: str) -> Tensor:
+        """A floating vector as float32 (float16 / bfloat16 exactly); ints and bools refused."""
+        if not isinstance(v, Tensor) or v.dtype not in _FLOATS:
+            dtype = getattr(v, "dtype", type(v).__name__)
+            raise PackError(
+                f"{source}: vector {name!r} is {dtype}, not floating point",
+                hint=f"store float32 vectors, or {_BUILD_HINT}",
+            )
+        return v if v.dtype == torch.float32 else v.float()
+
     def _validate(self, *, source: str) -> None:
+        self.global_vector = self._as_float32(self.global_vector, "global", source)
+        self.category_vectors = {
+            c: self._as_float32(v, c, source) for c, v in self.category_vectors.items()
+        }
         if self.global_vector.ndim != 1:
             raise PackError(
                 f"{source}: the global vector must be 1-D [D]; "
                 f"got {tuple(self.global_vector.shape)}"
             )
+        if GLOBAL in self.category_vectors or any(
+            not isinstance(c, str) or not c for c in self.category_vectors
+        ):
+            raise PackError(
+                f"{source}: category names must be non-empty and not {GLOBAL!r}; "
+                f"got {list(self.category_vectors)}",
+                hint=_BUILD_HINT,
+            )
+        for name, value in self.calibration.items():
+            if not _is_number(value):
+                raise _field_error(source, f"calibration[{name!r}]", value, "a finite number")
+        norms = {}
         for name, v in {"global": self.global_vector, **self.category_vectors}.items():
             if v.shape != (self.dim,):
                 raise PackError(
@@ -267,6 +471,26 @@ class SafetyPack:
                 )
             if not bool(torch.isfinite(v).all()):
                 raise PackError(f"{source}: vector {name!r} contains NaN or Inf", hint=_BUILD_HINT)
+            norm = float(v.double().norm())
+            if norm < MIN_VECTOR_NORM:
+                raise PackError(
+                    f"{source}: vector {name!r} is zero (norm {norm:.3g}): steering with it "
+                    "changes nothing",
+                    hint=_BUILD_HINT,
+                )
+            if norm > MAX_VECTOR_NORM:
+                raise PackError(
+                    f"{source}: vector {name!r} has norm {norm:.3g}, beyond {MAX_VECTOR_NORM:g}",
+                    hint=_BUILD_HINT,
+                )
+            norms[name] = norm
+        recorded = self.calibration.get("target_norm")
+        if recorded is not None and not math.isclose(norms["global"], recorded, rel_tol=1e-3):
+            raise PackError(
+                f"{source}: the global vector's norm {norms['global']:.6g} is not the "
+                f"calibrated norm {recorded:.6g} recorded in calibration['target_norm']",
+                hint=_BUILD_HINT,
+            )
         if self.gate is not None:
             self._validate_gate(self.gate, self.dim, "gate", source)
         if (self.source_gate is None) != (not self.source_gate_spec):
@@ -293,17 +517,35 @@ class SafetyPack:
                 )
             self._validate_gate(self.source_gate, int(dim), "source gate", source)
 
-    @staticmethod
-    def _validate_gate(gate: Gate, dim: int, what: str, source: str) -> None:
-        gate_tensors, _ = gate.state()
+    def _validate_gate(self, gate: Gate, dim: int, what: str, source: str) -> None:
+        """Tensors finite of the right dim, unit directions, names = categories (or global),
+        positive finite scales, finite thresholds (in memory as on load)."""
+        gate_tensors, meta = gate.state()
         for name, t in gate_tensors.items():
-            if t.shape[-1] != dim:
+            if not isinstance(t, Tensor) or t.dtype not in _FLOATS:
+                raise PackError(f"{source}: {what} tensor {name!r} is not floating point")
+            if t.ndim != 1 or t.shape[-1] != dim:
                 raise PackError(
-                    f"{source}: {what} tensor {name!r} has dim {t.shape[-1]}, expected {dim}",
+                    f"{source}: {what} tensor {name!r} has shape {tuple(t.shape)}, expected "
+                    f"({dim},)",
                     hint=_BUILD_HINT,
                 )
             if not bool(torch.isfinite(t).all()):
                 raise PackError(f"{source}: {what} tensor {name!r} contains NaN or Inf")
+            # unit length (1e-2: a bfloat16 copy is exact to about 0.4%)
+            if name.startswith("u/") and abs(float(t.double().norm()) - 1.0) > 1e-2:
+                raise PackError(
+                    f"{source}: {what} direction {name!r} has norm {float(t.norm()):.6g}, not 1",
+                    hint=_BUILD_HINT,
+                )
+        unknown = [n for n in meta["names"] if n != GLOBAL and n not in self.category_vectors]
+        if unknown:
+            raise PackError(
+                f"{source}: {what} names {unknown}, which are not categories of the pack "
+                f"({self.categories})",
+                hint=_BUILD_HINT,
+            )
+        _check_gate_meta(source, _plain(meta), what.replace(" ", "_"))
 
     # ---- the hub (safesteer.hub) ---------------------------------------------------------
     def save_pretrained(self, folder: str | Path, *, report: str | Path | None = None) -> Path:
@@ -329,9 +571,8 @@ class SafetyPack:
 
     # ---- save / load ---------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        """The JSON metadata that :meth:`save` writes (with the tensor hash)."""
-        tensors = self._tensors()
-        return {
+        """The JSON metadata that :meth:`save` writes, with its ``sha256``."""
+        raw = {
             "format_version": FORMAT_VERSION,
             "target_id": self.target_id,
             "conditioning_space": self.conditioning_space,
@@ -342,31 +583,38 @@ class SafetyPack:
             "source_gate": None if self.source_gate is None else self.source_gate.state()[1],
             "source_gate_spec": dict(self.source_gate_spec) or None,
             "provenance": {**self.provenance, "safesteer_version": __version__},
-            "tensor_sha256": tensor_sha256(tensors),
         }
+        try:  # as JSON gives it back: what load() hashes
+            meta: dict[str, Any] = json.loads(json.dumps(raw, sort_keys=True, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise PackError(
+                f"cannot save the pack: provenance/calibration must be JSON numbers, strings, "
+                f"lists and dicts without NaN ({exc})",
+                hint="convert tensors and paths to plain values",
+            ) from exc
+        meta[_HASH_KEY] = content_sha256(self._tensors(), meta)
+        return meta
 
     def save(self, path: str | Path) -> Path:
         """Write one ``.safetensors`` file atomically and return its path.
 
         The bytes go to a temporary file in the same folder, are flushed to disk, then renamed
         over ``path`` (``os.replace``): a failure never leaves a half-written pack nor damages an
-        existing one.
+        existing one. The same pack always gives the same bytes.
         """
         path = Path(path)
         self._validate(source=str(path))
-        try:
-            meta_json = json.dumps(self.metadata(), sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise PackError(
-                f"cannot save {path}: provenance/calibration must be JSON numbers, strings, "
-                f"lists and dicts without NaN ({exc})",
-                hint="convert tensors and paths to plain values",
-            ) from exc
+        meta_json = json.dumps(self.metadata(), sort_keys=True, allow_nan=False)
         return write_bytes_atomic(path, st_save(self._tensors(), metadata={_META_KEY: meta_json}))
 
     @classmethod
     def load(cls, path: str | Path) -> SafetyPack:
-        """Read and check a pack; :class:`PackError` names any problem and its fix."""
+        """Read and check a pack; :class:`PackError` names any problem and its fix.
+
+        Order: the file is a safetensors pack → its format version → its ``sha256`` over
+        tensors and metadata → the metadata schema → the tensors it names (floating point,
+        finite, non-zero, sane norms, gates consistent).
+        """
         path = Path(path)
         if not path.is_file():
             raise PackError(f"no safety pack at {path}", hint=f"check the path, or {_BUILD_HINT}")
@@ -379,61 +627,120 @@ class SafetyPack:
                 f"{path} is not a safetensors file, or it is truncated ({exc})",
                 hint=f"re-download or {_BUILD_HINT}",
             ) from exc
-        raw = (header.get("__metadata__") or {}).get(_META_KEY)
-        if raw is None:
+        extra = header.get("__metadata__")
+        raw = extra.get(_META_KEY) if isinstance(extra, dict) else None
+        if not isinstance(raw, str):
             raise PackError(
                 f"{path} is a safetensors file but not a safesteer pack (no 'safesteer' metadata)",
                 hint=f"pass a pack written by SafetyPack.save, or {_BUILD_HINT}",
             )
         try:
             meta = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError):
             raise PackError(
-                f"{path}: the pack metadata is not valid JSON", hint=_BUILD_HINT
-            ) from exc
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
+                f"{path}: the pack metadata is not valid JSON (or nested too deep)",
+                hint=_BUILD_HINT,
+            ) from None
+        if not isinstance(meta, dict):
             raise PackError(
-                f"{path} has pack format_version {version!r}; this safesteer ({__version__}) "
-                f"reads version {FORMAT_VERSION}",
-                hint=f"upgrade safesteer, or {_BUILD_HINT}",
+                f"{path}: the pack metadata is a JSON {type(meta).__name__}, not an object",
+                hint=_BUILD_HINT,
             )
-        for name, t in tensors.items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise PackError(f"{path}: tensor {name!r} contains NaN or Inf", hint=_BUILD_HINT)
-        if tensor_sha256(tensors) != meta.get("tensor_sha256"):
+        _check_version(path, meta)
+        try:
+            expected = content_sha256(tensors, meta)
+        except (TypeError, ValueError, RecursionError):  # NaN or odd values: not our writer's
+            expected = None
+        if meta.get(_HASH_KEY) != expected:
             raise PackError(
-                f"{path}: tensor bytes do not match the hash in its metadata (modified or corrupt)",
+                f"{path}: its bytes do not match the sha256 in its metadata (tensors or "
+                "metadata modified, or corrupt)",
                 hint=f"re-download or {_BUILD_HINT}",
             )
+        _check_meta(str(path), meta)
+        categories = list(meta["categories"])
+        expected_names = {"global", *(f"category/{c}" for c in categories)}
+        for prefix in ("gate", "source_gate"):
+            if meta.get(prefix) is not None:
+                expected_names |= {f"{prefix}/centre"}
+                expected_names |= {f"{prefix}/u/{n}" for n in meta[prefix]["names"]}
+        missing = sorted(expected_names - set(tensors))
+        unknown = sorted(set(tensors) - expected_names)
+        if missing or unknown:
+            raise PackError(
+                f"{path}: the pack "
+                + (f"lacks the tensors {missing}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"holds tensors its metadata does not name: {unknown}" if unknown else ""),
+                hint=_BUILD_HINT,
+            )
+        for name, t in tensors.items():
+            if t.dtype not in _FLOATS:
+                raise PackError(
+                    f"{path}: tensor {name!r} is {t.dtype}, not floating point", hint=_BUILD_HINT
+                )
+            if not bool(torch.isfinite(t).all()):
+                raise PackError(f"{path}: tensor {name!r} contains NaN or Inf", hint=_BUILD_HINT)
+        tensors = {k: v.float() for k, v in tensors.items()}  # float16/bfloat16: exact
+        if tensors["global"].ndim != 1 or tensors["global"].shape[0] != meta["dim"]:
+            raise PackError(
+                f"{path}: metadata says dim {meta['dim']} but the global vector has shape "
+                f"{tuple(tensors['global'].shape)}",
+                hint=_BUILD_HINT,
+            )
+        gate, source_gate = (_load_gate(path, tensors, meta, p) for p in ("gate", "source_gate"))
         try:
-            categories = [str(c) for c in meta["categories"]]
-            gate, source_gate = (_load_gate(tensors, meta, p) for p in ("gate", "source_gate"))
-            pack = cls(
+            return cls(
                 global_vector=tensors["global"],
                 category_vectors={c: tensors[f"category/{c}"] for c in categories},
-                target_id=str(meta["target_id"]),
-                conditioning_space=str(meta["conditioning_space"]),
+                target_id=meta["target_id"],
+                conditioning_space=meta["conditioning_space"],
                 calibration=dict(meta["calibration"]),
                 gate=gate,
-                provenance=dict(meta.get("provenance") or {}),
+                provenance=dict(meta["provenance"]),
                 source_gate=source_gate,
                 source_gate_spec=dict(meta.get("source_gate_spec") or {}),
             )
-        except KeyError as exc:
-            raise PackError(f"{path}: the pack lacks {exc}", hint=_BUILD_HINT) from exc
-        if pack.dim != meta.get("dim"):
-            raise PackError(
-                f"{path}: metadata says dim {meta.get('dim')} but the vectors have dim {pack.dim}",
-                hint=_BUILD_HINT,
-            )
-        return pack
+        except PackError as exc:  # the checks every pack passes, named for this file
+            message = exc.message.removeprefix("SafetyPack: ")
+            raise PackError(f"{path}: {message}", hint=exc.hint or _BUILD_HINT) from None
 
 
-def _load_gate(tensors: Mapping[str, Tensor], meta: Mapping[str, Any], prefix: str) -> Gate | None:
+def _check_version(path: Path, meta: Mapping[str, Any]) -> None:
+    version = meta.get("format_version")
+    if version == FORMAT_VERSION:
+        return
+    if version == 1:
+        found = meta.get("provenance")
+        prov: dict[str, Any] = found if isinstance(found, dict) else {}
+        made = ", ".join(
+            f"{k} {prov[k]}"
+            for k in ("source_model", "source_layer", "target_model", "map_kind")
+            if isinstance(prov.get(k), str | int)
+        )
+        raise PackError(
+            f"{path} is a format 1 pack (safesteer before format {FORMAT_VERSION}): its hash "
+            "covers the tensors only, so its gate thresholds and scales cannot be checked",
+            hint="rebuild it with `safesteer build --source ... --layer ... --target ... --map "
+            "...` (the same inputs give the same pack)"
+            + (f"; it was made from {made}" if made else ""),
+        )
+    raise PackError(
+        f"{path} has pack format_version {version!r}; this safesteer ({__version__}) "
+        f"reads version {FORMAT_VERSION}",
+        hint=f"upgrade safesteer, or {_BUILD_HINT}",
+    )
+
+
+def _load_gate(
+    path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], prefix: str
+) -> Gate | None:
     """The gate stored under ``<prefix>/…`` tensors and ``meta[prefix]``; None when absent."""
     if meta.get(prefix) is None:
         return None
     start = f"{prefix}/"
     found = {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
-    return Gate.from_state(found, meta[prefix])
+    try:
+        return Gate.from_state(found, meta[prefix])
+    except PackError as exc:
+        raise PackError(f"{path}: {prefix}: {exc.message}", hint=exc.hint or _BUILD_HINT) from None

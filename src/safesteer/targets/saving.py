@@ -105,7 +105,7 @@ def save_pretrained(pipe: Any, folder: str | Path, **kwargs: Any) -> Path:
         "adapter": _adapter_record(hook, pipe),
         "pipeline_class": type(pipe).__name__,
         "encoding": {k: _plain(v) for k, v in hook.encoding.items()},
-        "pack_tensor_sha256": hook.pack.metadata()["tensor_sha256"],
+        "pack_tensor_sha256": hook.pack.metadata()["sha256"],
     }
     with saving():
         pipe.save_pretrained(folder, **kwargs)
@@ -150,7 +150,7 @@ class SteeredDenoiser(ModelMixin):
                 hint="save it again with safesteer.save_pretrained(pipe, folder)",
             ) from exc
         pack = SafetyPack.load(sub / PACK_FILE)
-        if pack.metadata()["tensor_sha256"] != record.get("pack_tensor_sha256"):
+        if pack.metadata()["sha256"] != record.get("pack_tensor_sha256"):
             raise PackError(
                 f"{sub / PACK_FILE} is not the pack {sub / STEERING_FILE} was saved with",
                 hint="save the pipeline again with safesteer.save_pretrained",
