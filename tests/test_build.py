@@ -244,3 +244,33 @@ def test_build_pack_on_real_minilm(tmp_path: Path) -> None:
     reader = SourceReader.from_spec(loaded.source_gate_spec)
     assert loaded.check_source_reader(reader) == 20
     assert loaded.source_gate_spec["pooling"]["outlier_ratio"] == reader.outlier_ratio
+
+
+@pytest.mark.parametrize(("kind", "need"), [("procrustes", 48), ("ridge", 64), ("mlp", 64)])
+def test_fewer_anchors_than_the_map_needs_is_a_warning(kind: str, need: int) -> None:
+    """Below d_s (ridge, MLP) or min(d_s, d_t) (Procrustes) anchors the map is underdetermined:
+    the build goes on, with a warning; at that many anchors, no warning."""
+    import warnings
+
+    from safesteer.build import anchors_needed, warn_few_anchors
+    from safesteer.errors import SafeSteerWarning
+
+    assert anchors_needed(kind, 64, 48) == need
+    g = torch.Generator().manual_seed(0)
+    pairs = SidePairs(
+        torch.randn(8, 64, generator=g) + 1, torch.randn(8, 64, generator=g), ("a",) * 8
+    )
+    with pytest.warns(SafeSteerWarning, match=f"40 benign anchors .* needs at least {need}"):
+        assemble_pack(
+            source=pairs,
+            source_anchors=torch.randn(40, 64, generator=g),
+            target_anchors=torch.randn(40, 48, generator=g),
+            map_kind=kind,
+            target_id="t",
+            conditioning_space="t/s",
+            provenance={},
+            map_kwargs={"max_epochs": 2} if kind == "mlp" else None,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SafeSteerWarning)
+        warn_few_anchors(kind, need, 64, 48)

@@ -33,6 +33,7 @@ Example (the packaged models; ``safesteer build`` is the same from the command l
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,13 +41,13 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from safesteer.errors import InputError
+from safesteer.errors import InputError, SafeSteerWarning
 from safesteer.maths.alignment import MAPS, AlignmentMap, make_map
 from safesteer.maths.calibration import CALIBRATIONS, anchor_scale_ratio
 from safesteer.maths.directions import Direction, category_directions, difference_of_means
 from safesteer.maths.gating import Gate
 from safesteer.pack import DEFAULT_ALPHA, SafetyPack, source_spec
-from safesteer.provenance import environment_record, text_set_hash
+from safesteer.provenance import software_record, text_set_hash
 
 
 class SourceLike(Protocol):
@@ -141,6 +142,30 @@ def transported_vector(
     return fitted.transport(direction.vector)
 
 
+def anchors_needed(map_kind: str, source_dim: int, target_dim: int) -> int:
+    """Benign anchors that determine a map of ``map_kind`` (below this it is underdetermined).
+
+    Procrustes: ``C = Tᵀ S`` must have full rank, ``min(d_s, d_t)``; ridge and the MLP regress
+    on ``d_s`` source features, so ``d_s``. With fewer anchors the map fits noise in the
+    anchors' last bits, and packs built from caches of different histories drift apart (33%
+    with 200 anchors for 576 → 640 dims).
+    """
+    return min(source_dim, target_dim) if map_kind == "procrustes" else source_dim
+
+
+def warn_few_anchors(map_kind: str, n_anchors: int, source_dim: int, target_dim: int) -> None:
+    """A :class:`SafeSteerWarning` when ``n_anchors`` < :func:`anchors_needed` (builds go on)."""
+    need = anchors_needed(map_kind, int(source_dim), int(target_dim))
+    if n_anchors < need:
+        warnings.warn(
+            f"{n_anchors} benign anchors for a {map_kind} map from {source_dim} to {target_dim} "
+            f"dimensions, which needs at least {need}: the map is underdetermined and the pack "
+            "unstable (tiny changes in the states move it)",
+            SafeSteerWarning,
+            stacklevel=3,
+        )
+
+
 def assemble_pack(
     *,
     source: SidePairs,
@@ -171,6 +196,9 @@ def assemble_pack(
         raise InputError(
             f"unknown calibration {calibration!r}", hint=f"use one of {', '.join(CALIBRATIONS)}"
         )
+    warn_few_anchors(
+        map_kind, int(source_anchors.shape[0]), source_anchors.shape[1], target_anchors.shape[1]
+    )
     src_prov = {
         "space": "source",
         **{k: str(v) for k, v in provenance.items() if k.startswith("source")},
@@ -214,7 +242,7 @@ def assemble_pack(
         "source_vector_norm": v_s.norm,
         "gate_fitted_on": "benign target anchors only",
         "source_gate_fitted_on": "benign source anchors only (source directions as vectors)",
-        "environment": environment_record(),
+        "software": software_record(),  # no host details: same inputs, same bytes
     }
     pack = SafetyPack(
         global_vector=v_t,
@@ -261,7 +289,7 @@ def native_pack(
             "direction": "native (fitted on target-side unsafe data: the baseline "
             "the method avoids)",
             "gate_fitted_on": "benign target anchors only",
-            "environment": environment_record(),
+            "software": software_record(),  # no host details: same inputs, same bytes
         },
     )
     return BuiltPack(pack=pack, map=None, source_direction=None, beta=None)

@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from safesteer._version import __version__
 
-__all__ = ["environment_record", "package_version", "text_set_hash"]
+__all__ = ["environment_record", "package_version", "software_record", "text_set_hash"]
 
 
 def text_set_hash(texts: Sequence[str]) -> str:
@@ -61,3 +61,18 @@ def environment_record() -> dict[str, str]:
         "diffusers": package_version("diffusers"),
         "safesteer": __version__,
     }
+
+
+def software_record() -> dict[str, str]:
+    """The versions a result's numbers depend on, without the host (what packs record).
+
+    :func:`environment_record` less ``platform`` (kernel and host details change without
+    changing a number, and would make the same pack differ byte for byte between machines).
+
+    Example:
+        >>> "platform" in software_record(), software_record()["safesteer"] == __version__
+        (False, True)
+    """
+    record = environment_record()
+    record.pop("platform")
+    return record

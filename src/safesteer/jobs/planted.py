@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safesteer.atomic import write_json_atomic
 from safesteer.maths.alignment import make_map
 from safesteer.maths.calibration import anchor_scale_ratio, calibrate
 from safesteer.maths.directions import category_directions, difference_of_means
@@ -39,7 +39,7 @@ from safesteer.maths.gating import Gate
 from safesteer.maths.metrics import cosine
 from safesteer.maths.steering import steer_states
 from safesteer.pack import SafetyPack
-from safesteer.provenance import environment_record
+from safesteer.provenance import software_record
 
 __all__ = ["PlantedWorld", "make_world", "run_planted"]
 
@@ -213,8 +213,13 @@ def run_planted(
             "data": "synthetic planted data (no model, no prompts)",
             "seed": seed,
             "source": {"model": "planted", "dim": ds},
-            "map": {"kind": m.kind, **m.params(), "held_out": maps["procrustes"]},
-            "environment": environment_record(),
+            "map": {
+                "kind": m.kind,
+                **m.params(),
+                # timings go to planted_summary.json only: the pack's bytes depend on inputs
+                "held_out": {k: v for k, v in maps["procrustes"].items() if k != "fit_seconds"},
+            },
+            "software": software_record(),
         },
     )
     path = pack.save(out / "planted.safetensors")
@@ -288,5 +293,5 @@ def run_planted(
         "seconds": seconds,
         "log": lines,
     }
-    (out / "planted_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "planted_summary.json", summary)
     return summary
