@@ -32,6 +32,7 @@ from safesteer.errors import InputError
         (v.size, "768X512", (768, 512)),
         (v.dtype, "bfloat16", "bfloat16"),
         (v.device, "cpu", "cpu"),
+        (v.device, "auto", "auto"),
         (v.name_list, "violence, sexual", ["violence", "sexual"]),
         (v.ray_address, "10.0.0.5:6379", "10.0.0.5:6379"),
         (v.ray_address, "ray://head:10001", "ray://head:10001"),

@@ -25,7 +25,7 @@ any finite float / ≥ 0 / > 0             ``v.finite_float`` / ``v.non_negative
 threshold, probability in [0, 1]         ``v.probability``
 rate in (0, 1)                           ``v.open_fraction``
 image size ``N`` or ``WxH``              ``v.size`` (family multiples: ``targets.sizes``)
-device                                   ``v.device`` (cpu, cuda[:N], mps; must be present)
+device                                   ``v.device`` (auto, cpu, cuda[:N], mps; present here)
 dtype                                    ``v.dtype`` (float32, float16, bfloat16, …)
 a file to read / a folder to read        ``v.input_file`` (``v.text_file``: also UTF-8) /
                                          ``v.input_dir``
@@ -222,8 +222,12 @@ def _int_type(name: str, minimum: int | None, maximum: int | None = None) -> Cal
 
 # ---- devices and dtypes -------------------------------------------------------------------
 def check_device(text: str) -> str:
-    """A torch device string that names a device present here (``cpu``, ``cuda:1``, ``mps``)."""
+    """A torch device string that names a device present here (``cpu``, ``cuda:1``, ``mps``),
+    or ``auto`` (the loader picks what is present)."""
     import torch
+
+    if text == "auto":
+        return text
 
     try:
         dev = torch.device(text)

@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no prompts given", hint="pass --prompts and/or --utility-prompts")
     spec = EvaluationSpec(
         pipeline=args.pipeline,
-        out=args.out,
+        out=str(args.out),
         packs=tuple(str(p) for p in args.pack),
         baselines=tuple(args.baseline or ["none"]),
         modes=tuple(args.mode or ["always"]),
