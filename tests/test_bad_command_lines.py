@@ -202,6 +202,15 @@ ROWS: list[tuple[str, str]] = [
     (EVAL.replace("{prompts}", "{empty}"), "is empty"),
     (EVAL + " --utility-prompts {missing}", "--utility-prompts: prompt file {missing} does not"),
     ("evaluate --pipeline tiny-sd --out {out}", "no prompts given"),
+    # ---- evaluate --config: a file's values pass the same checks
+    (EVAL + " --config {missing}", "--config: file {missing} does not exist"),
+    (EVAL + " --config {bad_utf8}", "--config: file {bad_utf8} is not valid UTF-8: line 3"),
+    (EVAL + " --config {config_nan}", "alphas = ['nan'] is not a valid value"),
+    (EVAL + " --config {config_twice}", "--alphas lists 3 twice"),
+    (EVAL + " --config {config_steps}", "steps = 0 is not a valid value"),
+    (EVAL + " --config {config_limit}", "limit = 2.5 is not a valid value"),
+    ("evaluate --prompts {prompts} --config {config_out}", "out = "),
+    (EVAL + " --config {config_gated}", "--mode gated applies packs, but no --pack"),
     # ---- report
     ("report {run} --per-strength -1", "--per-strength: -1 is too small"),
     ("report {missing}", "run_dir: folder {missing} does not exist"),
@@ -257,6 +266,15 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         {"beta": 1.0},
     )
     pack.save(root / "pack.safetensors")
+    for name, text in {
+        "config_nan": 'alphas = ["nan"]',
+        "config_twice": "alphas = [3, 3.0]",
+        "config_steps": "steps = 0",
+        "config_limit": "limit = 2.5",
+        "config_out": f'pipeline = "tiny-sd"\nout = "{root / "a_file"}"',
+        "config_gated": 'mode = ["gated"]',
+    }.items():
+        (root / f"{name}.toml").write_text(text + "\n")
     run = root / "run"
     run.mkdir()
     (run / "protocol.json").write_text(json.dumps({"pipeline": {}}))
@@ -277,6 +295,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "run": str(run),
         "broken_run": str(broken),
         "root": str(root),
+        **{n: str(root / f"{n}.toml") for n in ("config_nan", "config_twice", "config_steps")},
+        **{n: str(root / f"{n}.toml") for n in ("config_limit", "config_out", "config_gated")},
     }
 
 

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"safesteer {__version__}")
     _add_verbosity(parser, argparse.SUPPRESS)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_verbosity(common, argparse.SUPPRESS)  # also accepted after the command
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _command_modules():

@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
     p.add_argument(
         "--config",
+        type=v.text_file,
         metavar="FILE.toml",
         help="read options from a TOML file (keys: the long option names; the CLI wins)",
     )
