@@ -88,8 +88,11 @@ def test_bad_config_files_are_refused_before_any_work(
     assert not out.exists()
 
 
-def test_pipeline_and_out_are_required_from_somewhere(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", "--prompts", "x.txt"]) == 2
+def test_pipeline_and_out_are_required_from_somewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (the prompt file must exist: it is checked before the missing options are)
+    assert main(["evaluate", "--prompts", str(_prompts(tmp_path))]) == 2
     assert "--pipeline and --out required" in capsys.readouterr().err
 
 
