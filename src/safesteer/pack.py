@@ -5,6 +5,8 @@ One ``.safetensors`` file. Tensors: ``"global"``, ``"category/<name>"``, ``"gate
 ``target_id``, ``conditioning_space``, ``dim``, ``categories``, ``calibration``, ``gate`` (its
 metadata, or null), ``source_gate`` and ``source_gate_spec`` (the source-side gate [ours] and
 what identifies the source states it reads — :func:`source_spec`; null/absent in older packs),
+``encoding`` (how the target states were encoded: ``max_sequence_length``, template, text
+encoders — checked at attach; null/absent in older packs),
 ``provenance`` (whatever the builder passes — source model and layer, map kind and fit
 metrics, anchor/pair hashes — plus ``safesteer_version`` added on save) and ``tensor_sha256``,
 a hash of every tensor's name, dtype, shape and bytes. No pickle: only safetensors and JSON.
@@ -126,6 +128,9 @@ class SafetyPack:
             a :class:`~safesteer.models.SourceReader`'s states of the prompt.
         source_gate_spec: :func:`source_spec` of the reader and layer ``source_gate`` was
             fitted on (required with ``source_gate``, empty without it).
+        encoding: the target's encoding spec (``max_sequence_length``, template, text
+            encoders; :func:`safesteer.targets.encoding.encoding_spec`), checked at attach;
+            empty in packs written before it was recorded (they load and are not checked).
     """
 
     global_vector: Tensor
@@ -137,6 +142,8 @@ class SafetyPack:
     provenance: dict[str, Any] = field(default_factory=dict)
     source_gate: Gate | None = None
     source_gate_spec: dict[str, Any] = field(default_factory=dict)
+    #: how the target states were encoded (:mod:`safesteer.targets.encoding`); {} = not recorded
+    encoding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate(source="SafetyPack")
@@ -341,6 +348,7 @@ class SafetyPack:
             "gate": None if self.gate is None else self.gate.state()[1],
             "source_gate": None if self.source_gate is None else self.source_gate.state()[1],
             "source_gate_spec": dict(self.source_gate_spec) or None,
+            "encoding": dict(self.encoding) or None,
             "provenance": {**self.provenance, "safesteer_version": __version__},
             "tensor_sha256": tensor_sha256(tensors),
         }
@@ -419,6 +427,7 @@ class SafetyPack:
                 provenance=dict(meta.get("provenance") or {}),
                 source_gate=source_gate,
                 source_gate_spec=dict(meta.get("source_gate_spec") or {}),
+                encoding=dict(meta.get("encoding") or {}),
             )
         except KeyError as exc:
             raise PackError(f"{path}: the pack lacks {exc}", hint=_BUILD_HINT) from exc
