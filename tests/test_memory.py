@@ -79,7 +79,7 @@ def test_peak_is_the_larger_model_when_loaded_in_turn():
 
 def test_refusal_when_it_cannot_fit_and_the_override():
     huge = memory.Peak(10**15, 0, "test")
-    with pytest.raises(InputError, match="would not fit on cpu.*skip-memory-check"):
+    with pytest.raises(InputError, match=r"would not fit on cpu.*skip-memory-check"):
         memory.check_fits(huge, "cpu")
     assert "needs" in memory.check_fits(huge, "cpu", force=True)
     assert "free" in memory.check_fits(memory.Peak(1, 0, "tiny"), "cpu")

@@ -279,8 +279,8 @@ def check_fits(need: Peak, device: str, *, force: bool = False) -> str:
     """A line saying the run fits, or :class:`InputError` when it cannot (unless ``force``)."""
     where = "GPU memory" if str(device).startswith("cuda") else "RAM"
     have = available_bytes(device)
-    want = need.device_bytes if str(device).startswith("cuda") else need.device_bytes
-    want += need.ram_bytes if not str(device).startswith("cuda") else 0
+    on_gpu = str(device).startswith("cuda")
+    want = need.device_bytes + (0 if on_gpu else need.ram_bytes)
     line = f"needs ~{gib(want)} of {where} ({need.rule}; ×{OVERHEAD} overhead), {gib(have)} free"
     if want > have and not force:
         raise InputError(
