@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from safesteer.commands._model_options import add_model_options
 from safesteer.errors import InputError
 
 NAME = "evaluate"
@@ -80,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-scale", type=float, help="1 = cosine (default); 100 = ×100")
     p.add_argument("--fid-reference", help="folder of reference images for FID")
     p.add_argument("--fid-features", help="inception (needs torch-fidelity) | random | none")
-    p.add_argument("--device", help="torch device (default: cpu)")
+    add_model_options(p, defaults=False)  # defaults in DEFAULTS (a --config file may set them)
     p.add_argument(
         "--torch-threads",
         type=int,
@@ -101,7 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: defaults applied after the config file (argparse defaults stay None so the CLI can win)
-DEFAULTS: dict[str, object] = {"pack": [], "device": "cpu", "no_progress": False}
+DEFAULTS: dict[str, object] = {
+    "pack": [],
+    "device": "auto",
+    "dtype": "auto",
+    "offload": "none",
+    "no_progress": False,
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from safesteer.evaluation.registry import CLASSIFIERS
     from safesteer.evaluation.runner import evaluate
     from safesteer.evaluation.workplan import PromptSet
+    from safesteer.models.device import resolve_device
 
     args = merge_config(args, add_arguments, DEFAULTS)
     missing = [f"--{k}" for k in ("pipeline", "out") if not getattr(args, k)]
@@ -169,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         q16_prompts=args.q16_prompts,
         fid_reference=args.fid_reference,
-        device=args.device,
+        device=resolve_device(args.device),
+        dtype=args.dtype,
+        offload=args.offload,
         pipeline_revision=args.pipeline_revision,
         torch_threads=args.torch_threads,
     )

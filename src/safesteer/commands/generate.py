@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safesteer.commands._model_options import add_model_options
+
 NAME = "generate"
 HELP = "Generate images or video frames with a pipeline steered by a safety pack."
 
@@ -79,13 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=_size, default=None, help="N or WxH in pixels")
     parser.add_argument("--frames", type=int, default=None, help="video frames (video pipelines)")
     parser.add_argument("--negative-prompt", default=None, help="negative prompt")
-    parser.add_argument("--dtype", default=None, help="torch dtype to load in (e.g. bfloat16)")
-    parser.add_argument("--device", default=None, help="device (e.g. cuda)")
+    add_model_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
-def _source_reader(pack: object, name: str | None) -> object:
+def _source_reader(pack: object, name: str | None, **placement: object) -> object:
     """The reader for ``--gate source``: the pack's spec, with ``name`` as the model if given."""
     from safesteer.errors import InputError
     from safesteer.models import SourceReader
@@ -97,7 +98,7 @@ def _source_reader(pack: object, name: str | None) -> object:
     spec = dict(pack.source_gate_spec)
     if name is not None:
         spec["model_id"] = name
-    return SourceReader.from_spec(spec)
+    return SourceReader.from_spec(spec, **placement)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,8 +119,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "no prompts given", hint="pass --prompt TEXT (repeatable) or --prompts FILE"
         )
+    from safesteer.targets.encoding import adapter_options
+
     pack = SafetyPack.load(args.pack) if args.pack is not None else None
-    pipe, adapter = load_pipeline(args.pipeline, dtype=args.dtype, device=args.device)
+    pipe, adapter = load_pipeline(
+        args.pipeline,
+        dtype=args.dtype,
+        device=args.device,
+        offload=args.offload,
+        **adapter_options(pack.encoding if pack is not None else None),  # the pack's length
+    )
     call: dict[str, object] = {}
     steps = args.steps
     if args.pipeline.startswith("tiny-"):  # random weights: small and fast
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         categories = [c.strip() for c in categories.split(",") if c.strip()]
     reader = None
     if args.gate == "source" and (args.gated or categories == "auto"):
-        reader = _source_reader(pack, args.source_reader)
+        reader = _source_reader(pack, args.source_reader, dtype=args.dtype, device=args.device)
     record = generate_to_folder(
         pipe,
         adapter,

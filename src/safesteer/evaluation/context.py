@@ -232,7 +232,9 @@ class EvaluationContext:
 
         key = json.dumps(cond.pack.source_gate_spec, sort_keys=True, default=str)
         if key not in self._readers:
-            self._readers[key] = SourceReader.from_spec(cond.pack.source_gate_spec)
+            self._readers[key] = SourceReader.from_spec(
+                cond.pack.source_gate_spec, dtype=self.spec.dtype, device=self.spec.device
+            )
         return self._readers[key]
 
     def describe(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def _allowed() -> dict[tuple[str, str], Any]:
     from numpy._core import multiarray, numeric
 
     reconstruct = multiarray._reconstruct
-    frombuffer = numeric._frombuffer
+    frombuffer = getattr(numeric, "_frombuffer")  # noqa: B009 - private, not in the stubs
     return {
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,  # pickles made by numpy 1.x
         ("numpy._core.multiarray", "_reconstruct"): reconstruct,  # numpy 2.x

@@ -197,12 +197,15 @@ def adapter_for(
     return cls(pipe, **defaults)
 
 
-def load_target(name: str) -> tuple[Any, Any]:
+def load_target(
+    name: str, *, dtype: Any = None, device: str | None = None, offload: str | None = None
+) -> tuple[Any, Any]:
     """``(adapter, pipeline or None)``: a packaged encoder preset as an :class:`EncoderTarget`
-    (no pipeline), or anything :func:`load_pipeline` loads (hub id, folder, ``tiny-<family>``)."""
+    (no pipeline; float32 on CPU), or anything :func:`load_pipeline` loads (hub id, folder,
+    ``tiny-<family>``) with ``dtype`` / ``device`` / ``offload``."""
     if is_preset(name):
         return EncoderTarget.from_preset(name), None
-    pipe, adapter = load_pipeline(name)
+    pipe, adapter = load_pipeline(name, dtype=dtype, device=device, offload=offload)
     return adapter, pipe
 
 
