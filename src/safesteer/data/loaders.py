@@ -145,6 +145,8 @@ def _records(
     out = []
     for row in rows:
         prompt = row.get(name)
+        if isinstance(prompt, list | tuple):  # e.g. COCO's "captions": the first caption
+            prompt = prompt[0] if prompt else None
         if _missing(prompt):
             continue
         out.append(

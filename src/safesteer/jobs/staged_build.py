@@ -73,6 +73,8 @@ class BuildPlan:
     device: str | None = "auto"
     offload: str = "none"
     force: bool = False  # build even when the estimate says it will not fit
+    also_native: bool = False  # also build the native baseline from the same target read
+    max_sequence_length: int | None = None  # the target's encoding length (None: its default)
     source_options: dict[str, Any] = field(default_factory=dict)  # chat_template, cache…
 
 
@@ -102,7 +104,7 @@ def estimate(plan: BuildPlan) -> dict[str, Any]:
         try:
             models[name] = memory.estimate_model(name, dtype)
         except (ModelLoadError, InputError) as exc:
-            notes.append(f"{name}: no estimate ({exc.message})")
+            notes.append(f"{name}: configs not readable here ({exc.message[:90]}…)")
             models[name] = None
     target: memory.MemoryEstimate | None = None
     if _is_small(plan.target):
@@ -111,7 +113,7 @@ def estimate(plan: BuildPlan) -> dict[str, Any]:
         try:
             target = memory.estimate_pipeline(plan.target, dtype)
         except (ModelLoadError, InputError) as exc:
-            notes.append(f"{plan.target}: no estimate ({exc.message})")
+            notes.append(f"{plan.target}: configs not readable here ({exc.message[:90]}…)")
     biggest_reader = max(
         (m for m in models.values() if m is not None), key=lambda m: m.bytes, default=None
     )
@@ -245,11 +247,17 @@ def build_staged(
 
         target_loader = load_target
     t0 = time.perf_counter()
+    length = (
+        {}
+        if plan.max_sequence_length is None
+        else {"max_sequence_length": int(plan.max_sequence_length)}
+    )
     adapter, pipe = target_loader(
-        plan.target, dtype=plan.dtype, device=plan.device, offload=plan.offload
+        plan.target, dtype=plan.dtype, device=plan.device, offload=plan.offload, **length
     )
     report["models_alive_when_target_loaded"] = sum(r() is not None for r in freed)
-    target_texts = [*anchors, *safe_t, *unsafe_t] if plan.native else anchors
+    with_pairs = plan.native or plan.also_native
+    target_texts = [*anchors, *safe_t, *unsafe_t] if with_pairs else anchors
     target_states = adapter.pooled(target_texts)
     encoding = target_encoding(adapter)
     target_id, space = str(adapter.target_id), str(adapter.conditioning_space)
@@ -265,16 +273,19 @@ def build_staged(
     report["rss_bytes"]["peak"] = peak_rss_bytes()
     prov.update(target_model=target_id, target_random_weights=random_weights)
     m = len(anchors)
-    if plan.native:
-        built = native_pack(
+    if with_pairs:
+        native = native_pack(
             target=SidePairs(target_states[m : m + n], target_states[m + n :], cats),
             gate_anchors=target_states[:m],
             target_id=target_id,
             conditioning_space=space,
             provenance={**prov, "conditioning_space": space},
             encoding=encoding,
-        )
-        return built.pack, report
+        ).pack
+        if plan.native:
+            return native, report
+        report["native_pack"] = native
+        target_states = target_states[:m]
     assert side is not None and src_anchors is not None
     built = assemble_pack(
         source=side,

@@ -198,14 +198,21 @@ def adapter_for(
 
 
 def load_target(
-    name: str, *, dtype: Any = None, device: str | None = None, offload: str | None = None
+    name: str,
+    *,
+    dtype: Any = None,
+    device: str | None = None,
+    offload: str | None = None,
+    **adapter_kwargs: Any,
 ) -> tuple[Any, Any]:
     """``(adapter, pipeline or None)``: a packaged encoder preset as an :class:`EncoderTarget`
     (no pipeline; float32 on CPU), or anything :func:`load_pipeline` loads (hub id, folder,
     ``tiny-<family>``) with ``dtype`` / ``device`` / ``offload``."""
     if is_preset(name):
         return EncoderTarget.from_preset(name), None
-    pipe, adapter = load_pipeline(name, dtype=dtype, device=device, offload=offload)
+    pipe, adapter = load_pipeline(
+        name, dtype=dtype, device=device, offload=offload, **adapter_kwargs
+    )
     return adapter, pipe
 
 
