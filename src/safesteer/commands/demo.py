@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clip-model", default=None, help="CLIP for CLIP-score / Q16 (hub id, folder, random)"
     )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="denoising steps of the image evaluation"
+    )
+    parser.add_argument("--size", type=int, default=None, help="image size of the evaluation")
     add_model_options(parser)
 
 
@@ -103,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         q16_prompts=args.q16_prompts,
         fid_reference=args.fid_reference,
         clip_model=args.clip_model,
+        steps=args.steps,
+        size=args.size,
         dtype=args.dtype,
         device=args.device,
         offload=args.offload,

@@ -59,6 +59,8 @@ class JobConfig:
     q16_prompts: str | None = None  # Q16 prompt embeddings (safesteer convert-q16)
     fid_reference: str | None = None  # folder of reference images for FID
     clip_model: str | None = None  # CLIP for CLIP-score / Q16 (protocol default when None)
+    steps: int | None = None  # denoising steps of the evaluation (None: the pipeline default)
+    size: int | None = None  # image height = width (None: the pipeline default)
     # where models run (names of safesteer.models.device)
     dtype: str | None = None
     device: str | None = None

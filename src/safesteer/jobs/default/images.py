@@ -162,6 +162,7 @@ def hand_over_to_evaluation(
     settings = PRESETS[protocol]
     if config.clip_model is not None:
         settings = settings.replace(clip_model=config.clip_model or "")
+    settings = settings.replace(steps=config.steps, height=config.size, width=config.size)
     spec = EvaluationSpec(
         pipeline=pipeline,
         out=str(config.out / "evaluation"),
