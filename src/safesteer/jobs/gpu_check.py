@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -142,9 +143,9 @@ def run_checks(
     """Run every check, print one line each (with peak memory); True when all passed."""
     ok = True
     checks: list[tuple[str, Callable[[], str]]] = [
-        (f, lambda f=f: check_family(f, device, dtype)) for f in families
+        (f, functools.partial(check_family, f, device, dtype)) for f in families
     ]
-    checks.append(("source reader", lambda: check_reader(device, dtype)))
+    checks.append(("source reader", functools.partial(check_reader, device, dtype)))
     for name, check in checks:
         _reset_peak(device)
         t0 = time.perf_counter()
