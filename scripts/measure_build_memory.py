@@ -56,7 +56,9 @@ def main() -> None:
         "64 of our train pairs, 256 of our benign anchors)"
     )
     for mode, r in rows.items():
-        print(f"  {mode:<9} peak RSS {r['peak'] / gib:.2f} GiB (after imports {r['start'] / gib:.2f})")
+        print(
+            f"  {mode:<9} peak RSS {r['peak'] / gib:.2f} GiB (after imports {r['start'] / gib:.2f})"
+        )
     saved = (rows["together"]["peak"] - rows["staged"]["peak"]) / gib
     print(f"  loading one model at a time saves {saved:.2f} GiB of peak RSS")
 

@@ -272,9 +272,8 @@ def load_pipeline(
         >>> pipe, adapter = load_pipeline("Qwen/Qwen-Image", dtype="auto",
         ...                               device="cuda")  # doctest: +SKIP
     """
-    from safesteer.models.device import apply_offload, check_offload, resolve_device, resolve_dtype
-
     from safesteer.logs import quiet_truncation_warnings
+    from safesteer.models.device import apply_offload, check_offload, resolve_device, resolve_dtype
 
     quiet_truncation_warnings()  # diffusers prints each cut prompt's text; count them instead
     target_device = resolve_device(device) if device is not None else None
