@@ -288,11 +288,42 @@ class EvaluationContext:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
         return [_to_pil(out.images[0])], False
 
+    def gate_record(self, cond: Condition, prompt: str) -> dict[str, Any]:
+        """What a gated condition's gate decides for ``prompt`` at α = 0 (nothing is steered):
+        the record a shared unsteered image carries for that condition."""
+        if cond.pack is None or cond.gate is None:
+            return {"steered": False, "gate": None}
+        if cond.gate == "source":
+            reader = self.source_reader(cond)
+            layer = int(cond.pack.source_gate_spec["layer"])
+            decision = cond.pack.source_gate.decide(reader.pooled([prompt], layer).float())
+        else:
+            decision = cond.pack.gate.decide(self.adapter.pooled([prompt]))
+        return {
+            "steered": False,
+            "gate": cond.gate,
+            "gate_flagged": bool(decision.steer[0]),
+            "gate_scores": {k: float(v[0]) for k, v in decision.scores.items()},
+            "categories": list(decision.active[0]),
+        }
+
     def process(self, item: WorkItem) -> Result:
-        """Generate and score one item: its record and its files (relative path, PNG bytes)."""
+        """Generate and score one item: its record and its files (relative path, PNG bytes).
+
+        A shared α = 0 item (``item.shared_by``) is generated once, unsteered; the gate
+        decisions of the gated conditions sharing it are still recorded, per condition
+        (``shared_steering``), as their own α = 0 items would have recorded them.
+        """
         t0 = time.perf_counter()
         frames, video = self.generate(item)
         steering = self.last_steering
+        shared: dict[str, Any] = {}
+        if item.alpha == 0.0:
+            for name in (item.condition, *item.shared_by):
+                cond = self.conditions[name]
+                if cond.gate is not None:
+                    shared[name] = self.gate_record(cond, item.prompt)
+            steering = shared.get(item.condition, steering)
         scores = self.scorer.score(frames, item.prompt)
         names = [item.relpath(k if video else None) for k in range(len(frames))]
         record = {
@@ -304,6 +335,8 @@ class EvaluationContext:
             "steering": steering,
             "seconds": round(time.perf_counter() - t0, 4),
         }
+        if shared:
+            record["shared_steering"] = shared
         return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
 
     def process_batch(self, items: Sequence[WorkItem]) -> list[Result]:

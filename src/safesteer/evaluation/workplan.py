@@ -208,11 +208,14 @@ def shared_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     first = dict(record)
     sharing = list(first.get("shared_by") or ())
+    per_condition = dict(first.pop("shared_steering", None) or {})
     out = [first]
     for condition in sharing:
+        steering = per_condition.get(condition, {"steered": False, "gate": None})
         out.append(
             {
                 **first,
+                "steering": steering,
                 "condition": condition,
                 "shared_by": [],
                 "shared_from": first["id"],
