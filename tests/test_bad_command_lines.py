@@ -67,8 +67,8 @@ ROWS: list[tuple[str, str]] = [
     (GEN + " --guidance nan", "--guidance: nan is not a finite number"),
     (GEN + " --guidance -1", "--guidance: -1 is not ≥ 0"),
     # ---- generate: devices, dtypes, choices
-    (GEN + " --dtype banana", "--dtype: unknown dtype 'banana'"),
-    (GEN + " --dtype int8", "--dtype: unknown dtype 'int8'"),
+    (GEN + " --dtype banana", "--dtype: invalid choice: 'banana'"),
+    (GEN + " --dtype int8", "--dtype: invalid choice: 'int8'"),
     (GEN + " --device banana", "--device: unknown device 'banana'"),
     (GEN + " --device cuda:99", "--device: device 'cuda:99'"),
     (GEN + " --tokens banana", "--tokens: invalid choice"),

@@ -240,6 +240,8 @@ def test_demo_with_unreachable_user_models_is_a_clean_error(
         "black-forest-labs/FLUX.1-schnell",
         "--out",
         str(tmp_path),
+        "--images",  # with images, the paper protocol's missing Q16 file is refused even sooner
+        "0",
     ]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -128,3 +128,23 @@ def test_hf_load_from_disk_round_trip(tmp_path: Path) -> None:
     ).save_to_disk(str(tmp_path / "ds"))
     records = load_prompts(tmp_path / "ds")
     assert [(r.prompt, r.categories) for r in records] == [("a kite", ()), ("a lake", ("hate",))]
+
+
+def test_i2p_hub_column_names_sd_seed_and_sd_guidance_scale(tmp_path: Path) -> None:
+    # the hub copy (hf:AIML-TUDA/i2p) names seed and guidance sd_seed / sd_guidance_scale
+    header = I2P_HEADER.replace("evaluation_seed", "sd_seed").replace(
+        "evaluation_guidance", "sd_guidance_scale"
+    )
+    path = tmp_path / "i2p_hub.csv"
+    path.write_text(header + "a quiet lake,hate,0,0,0,u,0,0.0,4242,6.5,512,512,1.4\n")
+    (record,) = load_prompts(path)
+    assert record.seed == 4242 and record.guidance == 6.5 and record.categories == ("hate",)
+
+
+def test_list_valued_caption_column_takes_the_first_caption(tmp_path: Path) -> None:
+    # hf:phiyodr/coco2017 keeps five captions per image in a list column "captions"
+    path = tmp_path / "coco.jsonl"
+    rows = [{"captions": ["A dog on a couch.", "A brown dog."]}, {"captions": ["Two kites."]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    records = load_prompts(path, column="captions")
+    assert [r.prompt for r in records] == ["A dog on a couch.", "Two kites."]

@@ -180,6 +180,7 @@ def assemble_pack(
     map_kwargs: Mapping[str, Any] | None = None,
     gate_score: str = "whitened",
     source_gate_spec: Mapping[str, Any] | None = None,
+    encoding: Mapping[str, Any] | None = None,
 ) -> BuiltPack:
     """Fit the map on benign anchors, transport and calibrate every direction, fit the gates.
 
@@ -188,7 +189,8 @@ def assemble_pack(
     the source gate (:func:`fit_source_gate`) on ``source_anchors``. ``source_gate_spec``
     (:func:`safesteer.pack.source_spec` of the reader and layer) says which source states it
     reads; without it the spec records only the provenance's source model and layer (a reader
-    then cannot be checked against it, and ``attach(gate="source")`` refuses).
+    then cannot be checked against it, and ``attach(gate="source")`` refuses). ``encoding``
+    (:func:`target_encoding` of the target) is recorded in the pack and checked at attach.
     """
     if map_kind not in MAPS:
         raise InputError(f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAPS)}")
@@ -259,6 +261,7 @@ def assemble_pack(
         provenance=prov,
         source_gate=source_gate,
         source_gate_spec=spec,
+        encoding=dict(encoding or {}),
     )
     return BuiltPack(pack=pack, map=fitted, source_direction=v_s, beta=beta)
 
@@ -271,6 +274,7 @@ def native_pack(
     conditioning_space: str,
     provenance: Mapping[str, Any],
     gate_score: str = "whitened",
+    encoding: Mapping[str, Any] | None = None,
 ) -> BuiltPack:
     """The baseline the method avoids: directions from target-side unsafe data, same gate rule."""
     v_n, cat_n = target.directions(conditioning_space, {"space": "target"})
@@ -291,6 +295,7 @@ def native_pack(
             "gate_fitted_on": "benign target anchors only",
             "software": software_record(),  # no host details: same inputs, same bytes
         },
+        encoding=dict(encoding or {}),
     )
     return BuiltPack(pack=pack, map=None, source_direction=None, beta=None)
 
@@ -354,7 +359,14 @@ def build_pack(
         calibration=calibration,
         map_kwargs=map_kwargs,
         source_gate_spec=source_spec(source, layer),
+        encoding=target_encoding(target),
     ).pack
+
+
+def target_encoding(target: Any) -> dict[str, Any]:
+    """The target's encoding spec (``target.encoding_spec()``), or {} for a target without one."""
+    spec = getattr(target, "encoding_spec", None)
+    return dict(spec()) if callable(spec) else {}
 
 
 def stack_pairs(states: Mapping[str, Tensor], pairs: Sequence[Any]) -> SidePairs:

@@ -5,6 +5,8 @@ One ``.safetensors`` file. Tensors (float32): ``"global"``, ``"category/<name>"`
 ``format_version`` (2), ``target_id``, ``conditioning_space``, ``dim``, ``categories``,
 ``calibration``, ``gate`` (its metadata, or null), ``source_gate`` and ``source_gate_spec`` (the
 source-side gate [ours] and what identifies the source states it reads — :func:`source_spec`),
+``encoding`` (how the target states were encoded: ``max_sequence_length``, template, text
+encoders — checked at attach; null/absent in older packs),
 ``provenance`` (whatever the builder passes — source model and layer, map kind and fit
 metrics, anchor/pair hashes, software versions — plus ``safesteer_version`` added on save) and
 ``sha256``. No pickle: only safetensors and JSON.
@@ -283,6 +285,15 @@ def _check_meta(where: str, meta: Any) -> None:
             _check_gate_meta(where, meta[prefix], prefix)
     if meta.get("source_gate_spec") is not None:
         _check_spec(where, meta["source_gate_spec"])
+    encoding = meta.get("encoding")
+    if encoding is not None:
+        if not isinstance(encoding, dict):
+            raise _field_error(where, "encoding", encoding, "an object or null")
+        length = encoding.get("max_sequence_length")
+        if length is not None and not (_is_int(length) and length >= 1):
+            raise _field_error(
+                where, "encoding['max_sequence_length']", length, "a positive integer or null"
+            )
     _need(where, meta, "provenance", lambda x: isinstance(x, dict), "an object")
 
 
@@ -303,6 +314,9 @@ class SafetyPack:
             a :class:`~safesteer.models.SourceReader`'s states of the prompt.
         source_gate_spec: :func:`source_spec` of the reader and layer ``source_gate`` was
             fitted on (required with ``source_gate``, empty without it).
+        encoding: the target's encoding spec (``max_sequence_length``, template, text
+            encoders; :func:`safesteer.targets.encoding.encoding_spec`), checked at attach;
+            empty in packs written before it was recorded (they load and are not checked).
     """
 
     global_vector: Tensor
@@ -314,6 +328,8 @@ class SafetyPack:
     provenance: dict[str, Any] = field(default_factory=dict)
     source_gate: Gate | None = None
     source_gate_spec: dict[str, Any] = field(default_factory=dict)
+    #: how the target states were encoded (:mod:`safesteer.targets.encoding`); {} = not recorded
+    encoding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate(source="SafetyPack")
@@ -582,6 +598,7 @@ class SafetyPack:
             "gate": None if self.gate is None else self.gate.state()[1],
             "source_gate": None if self.source_gate is None else self.source_gate.state()[1],
             "source_gate_spec": dict(self.source_gate_spec) or None,
+            "encoding": dict(self.encoding) or None,
             "provenance": {**self.provenance, "safesteer_version": __version__},
         }
         try:  # as JSON gives it back: what load() hashes
@@ -700,6 +717,7 @@ class SafetyPack:
                 provenance=dict(meta["provenance"]),
                 source_gate=source_gate,
                 source_gate_spec=dict(meta.get("source_gate_spec") or {}),
+                encoding=dict(meta.get("encoding") or {}),
             )
         except PackError as exc:  # the checks every pack passes, named for this file
             message = exc.message.removeprefix("SafetyPack: ")

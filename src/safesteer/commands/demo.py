@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from safesteer import validation as v
+from safesteer.commands._model_options import add_model_options
 from safesteer.maths.alignment import MAPS
 from safesteer.maths.calibration import CALIBRATIONS
 from safesteer.maths.gating import GATE_SCORES
@@ -77,6 +78,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random-weight images per target (0: none)",
     )
     parser.add_argument("--seed", type=v.seed, default=0)
+    from safesteer.evaluation.protocol import PRESETS
+
+    parser.add_argument(
+        "--protocol",
+        choices=list(PRESETS),
+        default=None,
+        help="image evaluation of a pipeline target (default: quick for tiny-<family>, paper "
+        "otherwise; paper needs --q16-prompts)",
+    )
+    parser.add_argument(
+        "--q16-prompts",
+        type=v.input_file,
+        default=None,
+        help="Q16 prompt embeddings (from safesteer convert-q16)",
+    )
+    parser.add_argument(
+        "--fid-reference", type=v.input_dir, default=None, help="reference images folder for FID"
+    )
+    parser.add_argument(
+        "--clip-model", default=None, help="CLIP for CLIP-score / Q16 (hub id, folder, random)"
+    )
+    parser.add_argument(
+        "--steps", type=v.positive_int, default=None, help="denoising steps of the image evaluation"
+    )
+    parser.add_argument(
+        "--size", type=v.positive_int, default=None, help="image size of the evaluation"
+    )
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs,
         n_images=args.images,
         seed=args.seed,
+        protocol=args.protocol,
+        q16_prompts=args.q16_prompts,
+        fid_reference=args.fid_reference,
+        clip_model=args.clip_model,
+        steps=args.steps,
+        size=args.size,
+        dtype=args.dtype,
+        device=args.device,
+        offload=args.offload,
     )
     run_default_job(config)
     print(f"wrote {args.out}/index.html, metrics.json and packs/")

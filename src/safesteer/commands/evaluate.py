@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from safesteer import validation as v
+from safesteer.commands._model_options import add_model_options
 from safesteer.errors import InputError
 
 #: values of --fid-features (``none`` turns FID off)
@@ -126,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FID_FEATURES,
         help="inception (needs torch-fidelity) | random | none",
     )
-    p.add_argument("--device", type=v.device, help="torch device (default: cpu)")
+    add_model_options(p, defaults=False)  # defaults in DEFAULTS (a --config file may set them)
     p.add_argument(
         "--torch-threads",
         type=v.positive_int,
@@ -151,7 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: defaults applied after the config file (argparse defaults stay None so the CLI can win)
-DEFAULTS: dict[str, object] = {"pack": [], "device": "cpu", "no_progress": False}
+DEFAULTS: dict[str, object] = {
+    "pack": [],
+    "device": "auto",
+    "dtype": "auto",
+    "offload": "none",
+    "no_progress": False,
+}
 
 
 def _check_baseline(text: str) -> str:
@@ -258,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     from safesteer.evaluation.registry import CLASSIFIERS
     from safesteer.evaluation.runner import evaluate
     from safesteer.evaluation.workplan import PromptSet
+    from safesteer.models.device import resolve_device
 
     args = merge_config(args, add_arguments, DEFAULTS)
     missing = [f"--{k}" for k in ("pipeline", "out") if not getattr(args, k)]
@@ -319,7 +327,9 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         q16_prompts=args.q16_prompts,
         fid_reference=None if args.fid_reference is None else str(args.fid_reference),
-        device=args.device,
+        device=resolve_device(args.device),
+        dtype=args.dtype,
+        offload=args.offload,
         pipeline_revision=args.pipeline_revision,
         torch_threads=args.torch_threads,
     )

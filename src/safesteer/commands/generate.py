@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from safesteer import validation as v
+from safesteer.commands._model_options import add_model_options
 
 NAME = "generate"
 HELP = "Generate images or video frames with a pipeline steered by a safety pack."
@@ -92,17 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames", type=v.positive_int, default=None, help="video frames (video pipelines)"
     )
     parser.add_argument("--negative-prompt", default=None, help="negative prompt")
-    parser.add_argument(
-        "--dtype", type=v.dtype, default=None, help="torch dtype to load in (e.g. bfloat16)"
-    )
-    parser.add_argument("--device", type=v.device, default=None, help="device (e.g. cuda)")
+    add_model_options(parser)
     parser.add_argument(
         "--limit", type=v.positive_int, default=None, help="use only the first N prompts"
     )
     parser.add_argument("--out", type=v.output_dir, required=True, help="output folder")
 
 
-def _source_reader(pack: object, name: str | None) -> object:
+def _source_reader(pack: object, name: str | None, **placement: object) -> object:
     """The reader for ``--gate source``: the pack's spec, with ``name`` as the model if given."""
     from safesteer.errors import InputError
     from safesteer.models import SourceReader
@@ -114,7 +112,7 @@ def _source_reader(pack: object, name: str | None) -> object:
     spec = dict(pack.source_gate_spec)
     if name is not None:
         spec["model_id"] = name
-    return SourceReader.from_spec(spec)
+    return SourceReader.from_spec(spec, **placement)
 
 
 #: options that only mean something with a pack (without one the run is unsteered)
@@ -206,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "no prompts given", hint="pass --prompt TEXT (repeatable) or --prompts FILE"
         )
+    from safesteer.targets.encoding import adapter_options
+
     pack = SafetyPack.load(args.pack) if args.pack is not None else None
     alpha = args.alpha  # None: the pack's alpha_default
     tokens: Tokens = args.tokens or "all"
@@ -213,7 +213,13 @@ def run(args: argparse.Namespace) -> int:
     categories = args.categories
     if gate == "source" and pack is not None:
         pack.require_source_gate()  # before loading a model for nothing
-    pipe, adapter = load_pipeline(args.pipeline, dtype=args.dtype, device=args.device)
+    pipe, adapter = load_pipeline(
+        args.pipeline,
+        dtype=args.dtype,
+        device=args.device,
+        offload=args.offload,
+        **adapter_options(pack.encoding if pack is not None else None),  # the pack's length
+    )
     check_loaded(args, pipe, adapter)  # before any generation
     call: dict[str, object] = {}
     steps = args.steps
@@ -223,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     width, height = args.size if args.size else (None, None)
     reader = None
     if gate == "source" and (args.gated or categories == "auto"):
-        reader = _source_reader(pack, args.source_reader)
+        reader = _source_reader(pack, args.source_reader, dtype=args.dtype, device=args.device)
     record = generate_to_folder(
         pipe,
         adapter,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from safesteer import validation as v
+from safesteer.commands._model_options import add_model_options
 
 NAME = "layers"
 HELP = "Score every source layer on held-out pairs and print the 'auto' layer choice."
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chat-template", action="store_true", help="read prompts inside the chat template"
     )
     parser.add_argument("--no-cache", action="store_true", help="do not use the state cache")
+    add_model_options(parser, offload=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +43,14 @@ def run(args: argparse.Namespace) -> int:
         gguf_file=args.gguf_file,
         chat_template=args.chat_template,
         cache=not args.no_cache,
+        dtype=args.dtype,
+        device=args.device,
     )
     pairs = load_pairs("train")
     scores = score_layers(reader, pairs=pairs, folds=args.folds)
     print(
-        f"# source: {reader.model_id} (real weights); pairs: safesteer (ours) train split, "
+        f"# source: {reader.model_id} (real weights, {reader.dtype} on {reader.device}); "
+        "pairs: safesteer (ours) train split, "
         f"{len(pairs)} pairs, {args.folds}-fold cross-fitted, stratified by category"
     )
     print(

@@ -11,8 +11,9 @@ Columns (``column=`` overrides the prompt column):
 ==========  ==================  ==========================================================
 format      prompt column       other columns read (optional)
 ==========  ==================  ==========================================================
-i2p         ``prompt``          ``categories`` (comma-separated), ``evaluation_seed``,
-                                ``evaluation_guidance``, ``sd_image_width``, ``sd_image_height``
+i2p         ``prompt``          ``categories`` (comma-separated), ``evaluation_seed`` or
+                                ``sd_seed``, ``evaluation_guidance`` or ``sd_guidance_scale``,
+                                ``sd_image_width``, ``sd_image_height``
 coco        ``caption``         ``image_id``
 csv/jsonl/  ``prompt`` (or      ``categories``, ``seed``/``evaluation_seed``, ``guidance``/
 parquet/hf  ``text``/``caption``) ``evaluation_guidance``, ``width``, ``height``
@@ -42,8 +43,9 @@ from safesteer.errors import InputError
 
 FORMATS: tuple[str, ...] = ("i2p", "coco", "csv", "txt", "jsonl", "parquet", "hf")
 _PROMPT_COLUMNS = ("prompt", "text", "caption")
-_SEED_COLUMNS = ("evaluation_seed", "seed")
-_GUIDANCE_COLUMNS = ("evaluation_guidance", "guidance")
+# I2P's hub copy (AIML-TUDA/i2p) names them sd_seed / sd_guidance_scale; older CSVs evaluation_*
+_SEED_COLUMNS = ("evaluation_seed", "sd_seed", "seed")
+_GUIDANCE_COLUMNS = ("evaluation_guidance", "sd_guidance_scale", "guidance")
 _WIDTH_COLUMNS = ("sd_image_width", "width")
 _HEIGHT_COLUMNS = ("sd_image_height", "height")
 
@@ -143,6 +145,8 @@ def _records(
     out = []
     for row in rows:
         prompt = row.get(name)
+        if isinstance(prompt, list | tuple):  # e.g. COCO's "captions": the first caption
+            prompt = prompt[0] if prompt else None
         if _missing(prompt):
             continue
         out.append(

@@ -64,26 +64,43 @@ class EvaluationSpec:
     pipeline_revision: str | None = None
     modes: tuple[str, ...] = ("always",)  # how packs are applied: "always" and/or "gated"
     torch_threads: int | None = None  # CPU threads for torch; 1 is far faster on a busy machine
+    dtype: str | None = None  # a name of safesteer.models.device.DTYPES; None: as stored
+    offload: str = "none"  # "model" / "sequential": diffusers CPU offload (GPU only)
 
 
-def _load_pipeline(spec: EvaluationSpec) -> tuple[Any, Any]:
-    """``(pipe, adapter)`` from :func:`safesteer.targets.load_pipeline`."""
+def _load_pipeline(spec: EvaluationSpec, packs: Sequence[Any] = ()) -> tuple[Any, Any]:
+    """``(pipe, adapter)`` from :func:`safesteer.targets.load_pipeline`; the adapter encodes at
+    the packs' recorded ``max_sequence_length`` (checked against every pack's encoding)."""
     if spec.pipeline_revision:
         # load_pipeline takes no revision yet: a pinned revision must come as a local folder
         raise InputError(
             f"--pipeline-revision {spec.pipeline_revision} cannot be pinned by the loader",
             hint="download that revision to a folder and pass the folder as --pipeline",
         )
-    from safesteer.targets import load_pipeline
+    from safesteer.targets import adapter_for, load_pipeline
+    from safesteer.targets.encoding import adapter_options, check_encoding
 
-    pipe, adapter = load_pipeline(spec.pipeline, device=spec.device)
+    pipe, adapter = load_pipeline(
+        spec.pipeline, dtype=spec.dtype, device=spec.device, offload=spec.offload
+    )
     with contextlib.suppress(AttributeError):
         pipe.set_progress_bar_config(disable=True)  # our own bar counts items
+    recorded = [p.encoding for p in packs if getattr(p, "encoding", None)]
+    if recorded:  # every condition (none included) encodes the way the packs were fitted
+        adapter = adapter_for(pipe, **adapter_options(recorded[0]))
+    for pack in packs:
+        check_encoding(getattr(pack, "encoding", None), adapter)
     return pipe, adapter
 
 
-def _call_kwargs(pipe: Any, spec: EvaluationSpec, family: str) -> dict[str, Any]:
-    """Effective call arguments: tiny defaults, then the settings; unknown names dropped."""
+def _call_kwargs(
+    pipe: Any, spec: EvaluationSpec, family: str, adapter: Any = None
+) -> dict[str, Any]:
+    """Effective call arguments: tiny defaults, then the settings; unknown names dropped.
+
+    ``max_sequence_length`` is the adapter's (the length packs were fitted at), so every
+    condition, the unsteered one included, encodes prompts the same way.
+    """
     params = inspect.signature(pipe.__call__).parameters
     kwargs: dict[str, Any] = {}
     if spec.pipeline.startswith("tiny-"):
@@ -99,6 +116,9 @@ def _call_kwargs(pipe: Any, spec: EvaluationSpec, family: str) -> dict[str, Any]
         default = params[arg].default if arg in params else inspect.Parameter.empty
         if arg not in kwargs and default is not inspect.Parameter.empty:
             kwargs[arg] = default
+    length = getattr(adapter, "max_sequence_length", None)
+    if length is not None and "max_sequence_length" in params:
+        kwargs["max_sequence_length"] = int(length)
     if "output_type" in params:
         kwargs["output_type"] = "pil"
     from safesteer.targets.sizes import check_size, size_multiple
@@ -202,9 +222,10 @@ class EvaluationContext:
                 spec.packs, spec.baselines, seed=spec.settings.seed, modes=spec.modes
             )
         }
-        self.pipe, self.adapter = _load_pipeline(spec)
+        packs = [c.pack for c in self.conditions.values() if c.pack is not None]
+        self.pipe, self.adapter = _load_pipeline(spec, packs)
         self.family = str(self.adapter.family)
-        self.call_kwargs = _call_kwargs(self.pipe, spec, self.family)
+        self.call_kwargs = _call_kwargs(self.pipe, spec, self.family, self.adapter)
         self.scorer = build_scorer(spec, self.pipe)
         self._readers: dict[str, Any] = {}
         #: what steering did in the last :meth:`generate` (:func:`steering_record`)
@@ -217,7 +238,9 @@ class EvaluationContext:
 
         key = json.dumps(cond.pack.source_gate_spec, sort_keys=True, default=str)
         if key not in self._readers:
-            self._readers[key] = SourceReader.from_spec(cond.pack.source_gate_spec)
+            self._readers[key] = SourceReader.from_spec(
+                cond.pack.source_gate_spec, dtype=self.spec.dtype, device=self.spec.device
+            )
         return self._readers[key]
 
     def describe(self) -> dict[str, Any]:
@@ -236,7 +259,12 @@ class EvaluationContext:
                 "random_weights": random,
                 "call": {k: v for k, v in self.call_kwargs.items() if k != "output_type"},
             },
-            "execution": {"device": self.spec.device, "torch_threads": torch.get_num_threads()},
+            "execution": {
+                "device": self.spec.device,
+                "dtype": str(self.spec.dtype or "as stored"),
+                "offload": self.spec.offload,
+                "torch_threads": torch.get_num_threads(),
+            },
             "classifiers": self.scorer.describe_classifiers(),
             "clip_score": self.scorer.describe_clip(),
         }
@@ -253,7 +281,7 @@ class EvaluationContext:
             generator=torch.Generator("cpu").manual_seed(item.seed),
         )
         self.last_steering = {"steered": False, "gate": None}
-        if cond.pack is None:
+        if cond.pack is None or item.alpha == 0.0:  # α = 0: ĥ = h, the unsteered pipeline
             out = self.pipe(**kwargs)
         else:
             from safesteer.targets import last_steering, steered
@@ -266,11 +294,42 @@ class EvaluationContext:
             return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
         return [_to_pil(out.images[0])], False
 
+    def gate_record(self, cond: Condition, prompt: str) -> dict[str, Any]:
+        """What a gated condition's gate decides for ``prompt`` at α = 0 (nothing is steered):
+        the record a shared unsteered image carries for that condition."""
+        if cond.pack is None or cond.gate is None:
+            return {"steered": False, "gate": None}
+        if cond.gate == "source":
+            reader = self.source_reader(cond)
+            layer = int(cond.pack.source_gate_spec["layer"])
+            decision = cond.pack.source_gate.decide(reader.pooled([prompt], layer).float())
+        else:
+            decision = cond.pack.gate.decide(self.adapter.pooled([prompt]))
+        return {
+            "steered": False,
+            "gate": cond.gate,
+            "gate_flagged": bool(decision.steer[0]),
+            "gate_scores": {k: float(v[0]) for k, v in decision.scores.items()},
+            "categories": list(decision.active[0]),
+        }
+
     def process(self, item: WorkItem) -> Result:
-        """Generate and score one item: its record and its files (relative path, PNG bytes)."""
+        """Generate and score one item: its record and its files (relative path, PNG bytes).
+
+        A shared α = 0 item (``item.shared_by``) is generated once, unsteered; the gate
+        decisions of the gated conditions sharing it are still recorded, per condition
+        (``shared_steering``), as their own α = 0 items would have recorded them.
+        """
         t0 = time.perf_counter()
         frames, video = self.generate(item)
         steering = self.last_steering
+        shared: dict[str, Any] = {}
+        if item.alpha == 0.0:
+            for name in (item.condition, *item.shared_by):
+                cond = self.conditions[name]
+                if cond.gate is not None:
+                    shared[name] = self.gate_record(cond, item.prompt)
+            steering = shared.get(item.condition, steering)
         scores = self.scorer.score(frames, item.prompt)
         names = [item.relpath(k if video else None) for k in range(len(frames))]
         record = {
@@ -282,6 +341,8 @@ class EvaluationContext:
             "steering": steering,
             "seconds": round(time.perf_counter() - t0, 4),
         }
+        if shared:
+            record["shared_steering"] = shared
         return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
 
     def process_batch(self, items: Sequence[WorkItem]) -> list[Result]:

@@ -223,7 +223,8 @@ def _canonical(obj: Any) -> str:
 
 @dataclass(frozen=True)
 class ProtocolRecord:
-    """What produced a run's numbers. ``environment`` and ``created`` are not fingerprinted."""
+    """What produced a run's numbers. ``environment``, ``created`` and ``work`` (derived from
+    the rest) are not fingerprinted."""
 
     pipeline: Mapping[str, Any]
     conditions: list[Mapping[str, Any]]
@@ -236,6 +237,9 @@ class ProtocolRecord:
     notes: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: images per condition (:func:`safesteer.evaluation.workplan.work_record`); derived from
+    #: the fields above, so not fingerprinted (runs written before it existed still resume)
+    work: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(_canonical(dataclasses.asdict(self)))
@@ -260,6 +264,7 @@ class ProtocolRecord:
         d = resolve_record_paths(self.to_dict())
         d.pop("environment", None)
         d.pop("created", None)
+        d.pop("work", None)
         return "sha256:" + hashlib.sha256(_canonical(d).encode()).hexdigest()
 
     def random_parts(self) -> list[str]:
@@ -332,6 +337,17 @@ class ProtocolRecord:
             lines.append(
                 f"FID: {self.fid.get('features')} vs {self.fid.get('reference')}, "
                 f"random weights: {self.fid.get('random_weights')}"
+            )
+        if self.work:
+            per = dict(self.work.get("per_condition", {}))
+            lines.append(
+                f"images: {self.work.get('images_generated')} generated for "
+                f"{self.work.get('records')} records (α = 0 generated once, shared); per "
+                "condition: "
+                + ", ".join(
+                    f"{c} {v.get('generated', 0)} made + {v.get('shared_alpha0', 0)} shared"
+                    for c, v in per.items()
+                )
             )
         if self.settings.get("preset"):
             lines.append(f"preset: {self.settings['preset']}")

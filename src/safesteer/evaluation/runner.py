@@ -19,10 +19,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,13 @@ from safesteer.evaluation.protocol import ProtocolRecord, preset_notes, resolved
 from safesteer.evaluation.registry import settings_record
 from safesteer.evaluation.store import ResultsStore
 from safesteer.evaluation.summary import summarize
-from safesteer.evaluation.workplan import WorkItem, plan_work
+from safesteer.evaluation.workplan import (
+    WorkItem,
+    generation_plan,
+    plan_work,
+    shared_records,
+    work_record,
+)
 
 log = logging.getLogger("safesteer.evaluation")
 
@@ -68,6 +75,7 @@ class EvaluationResult:
     done_before: int
     done_now: int
     summary: dict[str, Any]
+    images_generated: int = 0  # images made by this call (α = 0 is made once, shared)
 
 
 def build_fid(spec: EvaluationSpec) -> FIDScorer | None:
@@ -149,12 +157,20 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 
 
 def store_item(
-    store: ResultsStore, record: dict[str, Any], files: Sequence[tuple[str, bytes]]
-) -> None:
-    """Write an item's files, then (only then) its record."""
+    store: ResultsStore,
+    record: dict[str, Any],
+    files: Sequence[tuple[str, bytes]],
+    skip: Container[str] = (),
+) -> int:
+    """Write an item's files, then (only then) its record and those of the conditions sharing
+    it (:func:`~safesteer.evaluation.workplan.shared_records`), leaving out ids in ``skip``
+    (already stored); returns how many records were appended."""
     for relpath, data in files:
         store.write_image_bytes(relpath, data)
-    store.append(record)
+    records = [r for r in shared_records(record) if r["id"] not in skip]
+    for r in records:
+        store.append(r)
+    return len(records)
 
 
 def compute_fid(store: ResultsStore, fid: FIDScorer, reference_dir: str) -> dict[str, Any]:
@@ -215,6 +231,7 @@ def evaluate(
         images_per_prompt=spec.settings.images_per_prompt,
         seed=spec.settings.seed,
     )
+    generated = generation_plan(items)  # α = 0 once per prompt, shared by every condition
     with _run_lock(store.run_dir), contextlib.ExitStack() as stack:
         process_all: Callable[[Sequence[WorkItem]], Iterable[Result]]
         if ray_address is not None:
@@ -234,23 +251,29 @@ def evaluate(
             ctx = EvaluationContext(spec)
             described = ctx.describe()
             process_all = functools.partial(ctx.process_all, batch_size=batch_size)
-        store.open(make_protocol(spec, described, conditions, fid))
+        protocol = make_protocol(spec, described, conditions, fid)
+        store.open(dataclasses.replace(protocol, work=work_record(items, generated)))
         done = store.completed()
-        missing = [it for it in items if it.id not in done]
+        done_before = sum(1 for it in items if it.id in done)
+        missing = [g for g in generated if any(i not in done for i in g.record_ids())]
         log.info(
-            "%s: %d items planned (conditions %s; α %s), %d done before, %d to do",
+            "%s: %d items planned (conditions %s; α %s), %d images to generate (α = 0 shared), "
+            "%d items done before, %d images to do",
             store.run_dir,
             len(items),
             ", ".join(c.name for c in conditions),
             ", ".join(f"{a:g}" for a in spec.settings.alphas),
-            len(done),
+            len(generated),
+            done_before,
             len(missing),
         )
-        bar = stack.enter_context(_progress(len(items), len(items) - len(missing), progress))
-        n = 0
+        bar = stack.enter_context(
+            _progress(len(generated), len(generated) - len(missing), progress)
+        )
+        n = made = 0
         for record, files in process_all(missing[:max_items]):
-            store_item(store, record, files)  # files first, then the record
-            n += 1
+            n += store_item(store, record, files, skip=done)  # files first, then the records
+            made += 1
             bar.update(1)
         if fid is not None and spec.fid_reference and len(store.completed()) == len(items):
             log.info("computing FID per (condition, α) against %s", spec.fid_reference)
@@ -259,4 +282,4 @@ def evaluate(
             store.completed().values(), store.read_json("fid.json"), store.protocol().fid
         )
         store.write_json("summary.json", summary)
-    return EvaluationResult(store.run_dir, len(items), len(done), n, summary)
+    return EvaluationResult(store.run_dir, len(items), done_before, n, summary, made)

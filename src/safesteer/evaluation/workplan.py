@@ -6,6 +6,12 @@ same noise::
 
     seed = base_seed + prompt_index · images_per_prompt + image_index
 
+At α = 0 every condition is the unsteered pipeline (``ĥ = h + 0·v = h``), so
+:func:`generation_plan` generates each (prompt set, prompt, image) at α = 0 **once** and shares
+it: the generated item lists the other conditions in ``shared_by``, and
+:func:`shared_records` gives each of them its own record (same files, its own id), so
+summaries and resumption see one record per (condition, α, prompt, image) as before.
+
 Example:
     >>> from safesteer.evaluation.conditions import Condition
     >>> ps = PromptSet("i2p", "safety", ("a cat",), ((),), "inline")
@@ -17,8 +23,8 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from safesteer.errors import InputError
@@ -101,6 +107,8 @@ class WorkItem:
     categories: tuple[str, ...]
     image_index: int
     seed: int
+    #: other conditions whose α = 0 image this item is (generated once, unsteered)
+    shared_by: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -111,6 +119,15 @@ class WorkItem:
             self.prompt_index,
             self.image_index,
             self.seed,
+        )
+
+    def record_ids(self) -> list[str]:
+        """Ids of every record this item produces (its own, then the conditions sharing it)."""
+        return [self.id, *(self._id_for(c) for c in self.shared_by)]
+
+    def _id_for(self, condition: str) -> str:
+        return item_id(
+            condition, self.alpha, self.prompt_set, self.prompt_index, self.image_index, self.seed
         )
 
     def relpath(self, frame: int | None = None) -> str:
@@ -154,3 +171,83 @@ def plan_work(
                             )
                         )
     return items
+
+
+def generation_plan(items: Sequence[WorkItem]) -> list[WorkItem]:
+    """The items to generate: one per α = 0 (prompt set, prompt, image), shared by every
+    condition that runs at α = 0 (``none`` first when present), and every α ≠ 0 item.
+
+    Example:
+        >>> ps = PromptSet.inline("p", "safety", ["a cat"])
+        >>> conds = [Condition("ours", "pack"), Condition("rand", "random")]
+        >>> items = plan_work(conds, [ps], alphas=(0, 3))
+        >>> [(g.condition, g.alpha, g.shared_by) for g in generation_plan(items)]
+        [('ours', 0.0, ('rand',)), ('ours', 3.0, ()), ('rand', 3.0, ())]
+    """
+    groups: dict[tuple[str, int, int], list[WorkItem]] = {}
+    for it in items:
+        if it.alpha == 0.0:
+            groups.setdefault((it.prompt_set, it.prompt_index, it.image_index), []).append(it)
+    out: list[WorkItem] = []
+    seen: set[tuple[str, int, int]] = set()
+    for it in items:
+        key = (it.prompt_set, it.prompt_index, it.image_index)
+        if it.alpha != 0.0:
+            out.append(it)
+        elif key not in seen:
+            seen.add(key)
+            group = sorted(groups[key], key=lambda g: g.condition != "none")  # stable: none first
+            head = group[0]
+            out.append(replace(head, shared_by=tuple(g.condition for g in group[1:])))
+    return out
+
+
+def shared_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The generated item's record, then one per condition in its ``shared_by`` (same files).
+
+    Each copy has its own ``condition`` and ``id`` and names the generated item in
+    ``shared_from``.
+    """
+    first = dict(record)
+    sharing = list(first.get("shared_by") or ())
+    per_condition = dict(first.pop("shared_steering", None) or {})
+    out = [first]
+    for condition in sharing:
+        steering = per_condition.get(condition, {"steered": False, "gate": None})
+        out.append(
+            {
+                **first,
+                "steering": steering,
+                "condition": condition,
+                "shared_by": [],
+                "shared_from": first["id"],
+                "id": item_id(
+                    condition,
+                    float(first["alpha"]),
+                    str(first["prompt_set"]),
+                    int(first["prompt_index"]),
+                    int(first["image_index"]),
+                    int(first["seed"]),
+                ),
+            }
+        )
+    return out
+
+
+def work_record(items: Sequence[WorkItem], generated: Sequence[WorkItem]) -> dict[str, Any]:
+    """Images per condition for the protocol: records, images generated, images shared."""
+    per: dict[str, dict[str, int]] = {}
+    for it in items:
+        per.setdefault(it.condition, {"records": 0, "generated": 0, "shared_alpha0": 0})
+        per[it.condition]["records"] += 1
+    for g in generated:
+        per[g.condition]["generated"] += 1
+        for c in g.shared_by:
+            per[c]["shared_alpha0"] += 1
+    return {
+        "records": len(items),
+        "images_generated": len(generated),
+        "per_condition": per,
+        "rule": "α = 0 is the unsteered pipeline for every condition: generated once per "
+        "(prompt set, prompt, image) and shared (its records name it in shared_from)",
+    }

@@ -99,6 +99,11 @@ class SourceReader:
         self.kind = loaded.kind
         self.model = loaded.model.eval()
         self.tokenizer = loaded.tokenizer
+        first = next(iter(self.model.parameters()), None)
+        #: where the model runs and in which precision (inputs are moved here; pooled states
+        #: come back float32 on CPU whatever these are)
+        self.device: torch.device = first.device if first is not None else torch.device("cpu")
+        self.dtype: torch.dtype = first.dtype if first is not None else torch.float32
         config = self.model.config
         self.num_layers: int = int(config.num_hidden_layers)
         self.hidden_size: int = int(config.hidden_size)
@@ -123,7 +128,11 @@ class SourceReader:
         self._cache: StateCache | None = None
         if cache is not False:
             root = cache_dir() if cache is True else Path(cache)
-            self._cache = StateCache(root, self.model_id, self.settings)
+            # states read in another precision differ: cached apart (float32 keeps its old key)
+            keyed = dict(self.settings)
+            if self.dtype != torch.float32:
+                keyed["dtype"] = str(self.dtype).removeprefix("torch.")
+            self._cache = StateCache(root, self.model_id, keyed)
         self._auto_layer: int | None = None
         self.layer_calls = 0  # blocks run since creation; shows the early exit
         self.exclusions: dict[int, Counter[int]] = {}  # layer -> {position: times dropped}
@@ -133,16 +142,37 @@ class SourceReader:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str, **kw: Any) -> SourceReader:
-        """A reader over a packaged preset: ``smollm2-135m``, ``gemma3-270m`` or ``minilm-l6``."""
-        return cls(load_preset(name), **kw)
+    def from_preset(
+        cls, name: str, *, dtype: Any = None, device: str | None = None, **kw: Any
+    ) -> SourceReader:
+        """A reader over a packaged preset: ``smollm2-135m``, ``gemma3-270m`` or ``minilm-l6``.
+
+        ``dtype`` / ``device``: names of :mod:`safesteer.models.device` (``"auto"``: bfloat16
+        on a GPU, float32 on CPU); None keeps float32 on CPU.
+        """
+        return cls(_placed(load_preset(name), dtype, device), **kw)
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, *, gguf_file: str | None = None, **kw: Any
+        cls,
+        name_or_path: str,
+        *,
+        gguf_file: str | None = None,
+        dtype: Any = None,
+        device: str | None = None,
+        **kw: Any,
     ) -> SourceReader:
-        """A reader over a hub id, a local folder or a GGUF file (``gguf_file=`` in the folder)."""
-        return cls(load_pretrained(name_or_path, gguf_file=gguf_file), **kw)
+        """A reader over a hub id, a local folder or a GGUF file (``gguf_file=`` in the folder).
+
+        The weights load in ``dtype`` (``"auto"``: bfloat16 on a GPU, float32 on CPU) directly
+        on ``device``; pooled states come back float32 on CPU either way.
+        """
+        from safesteer.models.device import resolve_device, resolve_dtype
+
+        where = resolve_device(device) if device is not None else None
+        torch_dtype = None if dtype is None else resolve_dtype(dtype, where or "cpu")
+        loaded = load_pretrained(name_or_path, gguf_file=gguf_file, dtype=torch_dtype, device=where)
+        return cls(loaded, **kw)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **kw: Any) -> SourceReader:
@@ -226,7 +256,8 @@ class SourceReader:
         special = enc.pop("special_tokens_mask").bool()
         # the tokenizer flags only tokens it added itself; template markers are found by id
         special |= torch.isin(enc["input_ids"], self._special_ids)
-        mask = enc["attention_mask"].bool() & ~special
+        mask = (enc["attention_mask"].bool() & ~special).to(self.device)
+        enc = {k: v.to(self.device) for k, v in enc.items()}  # the inputs go where the model is
         want = sorted(set(layers))
         deepest = want[-1]
         captured: dict[int, Tensor] = {}
@@ -291,9 +322,9 @@ class SourceReader:
             states, mask = self.token_states([texts[i] for i in idx], layers)
             for layer, s in states.items():
                 result = robust_mean(s, mask, self.outlier_ratio)
-                out[layer][idx] = result.pooled
+                out[layer][idx] = result.pooled.float().cpu()  # float32 on CPU, whatever ran
                 counts = self.exclusions.setdefault(layer, Counter())
-                counts.update(result.excluded.nonzero()[:, 1].tolist())
+                counts.update(result.excluded.nonzero()[:, 1].cpu().tolist())
         return out
 
     # -- public reading -----------------------------------------------------------------
@@ -350,6 +381,22 @@ class SourceReader:
             f"SourceReader({self.model_id!r}, layers={self.num_layers}, "
             f"d={self.hidden_size}, outlier_ratio={self.outlier_ratio})"
         )
+
+
+def _placed(loaded: LoadedModel, dtype: Any, device: str | None) -> LoadedModel:
+    """``loaded`` cast to ``dtype`` and moved to ``device`` (names of models.device)."""
+    if dtype is None and device is None:
+        return loaded
+    from safesteer.models.device import resolve_device, resolve_dtype
+
+    where = resolve_device(device) if device is not None else "cpu"
+    model = loaded.model
+    if dtype is not None:
+        model = model.to(dtype=resolve_dtype(dtype, where))
+    if device is not None:
+        model = model.to(where)
+    loaded.model = model
+    return loaded
 
 
 def load_source(name: str, **kw: Any) -> SourceReader:

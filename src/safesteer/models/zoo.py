@@ -247,14 +247,23 @@ def load_pretrained(
     gguf_file: str | None = None,
     kind: Kind | None = None,
     revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
 ) -> LoadedModel:
     """Load a hub id, a local folder, or a GGUF file inside a folder (``gguf_file=``).
 
     ``kind`` defaults to what the config says (``*ForCausalLM`` → causal-lm, BERT-like →
-    encoder). Raises :class:`ModelLoadError` with a hint when the model cannot be loaded.
+    encoder). ``dtype`` (default float32) and ``device`` (default CPU): the weights are loaded
+    in that precision straight onto that device (``device_map``), never first as float32 in
+    RAM. Raises :class:`ModelLoadError` with a hint when the model cannot be loaded.
     """
     if name_or_path in _LOADERS and gguf_file is None:
-        return load_preset(name_or_path)
+        loaded = load_preset(name_or_path)
+        if dtype is not None:
+            loaded.model = loaded.model.to(dtype=dtype)
+        if device is not None:
+            loaded.model = loaded.model.to(device)
+        return loaded
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     path = Path(name_or_path).expanduser()
@@ -274,7 +283,10 @@ def load_pretrained(
         config = AutoConfig.from_pretrained(name_or_path, **extra)
         kind = kind or _guess_kind(config)
         cls = AutoModelForCausalLM if kind == "causal-lm" else AutoModel
-        model = cls.from_pretrained(name_or_path, dtype=torch.float32, **extra)
+        placement = {} if device in (None, "cpu") else {"device_map": device}
+        model = cls.from_pretrained(
+            name_or_path, dtype=dtype or torch.float32, **placement, **extra
+        )
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **extra)
     except Exception as exc:  # hub, network, format and architecture errors all land here
         raise ModelLoadError(

@@ -96,11 +96,14 @@ def _hook_of(pipe: Any) -> Any:
 def check_encoding(pack: SafetyPack, adapter: TargetAdapter) -> None:
     """Refuse a pipeline whose conditioning the pack was not fitted on, before anything changes.
 
-    Today: the conditioning space and its dimension D (:meth:`SafetyPack.check_fits`). This is
-    the one place for attach-time encoding checks: the sequence-length parity with the pack's
-    encoding record (issue 12) belongs here.
+    The conditioning space and its dimension D (:meth:`SafetyPack.check_fits`), then the
+    pack's encoding record — ``max_sequence_length``, prompt template, text encoders
+    (:func:`safesteer.targets.encoding.check_encoding`; packs without a record are not checked).
     """
+    from safesteer.targets import encoding
+
     pack.check_fits(dim=adapter.dim, conditioning_space=adapter.conditioning_space)
+    encoding.check_encoding(pack.encoding, adapter)
 
 
 def attach(
@@ -156,7 +159,11 @@ def attach(
             f"expected a SafetyPack, got {type(pack).__name__}",
             hint="load one with SafetyPack.load(path) or SafetyPack.from_pretrained(repo)",
         )
-    adapter = adapter or adapter_for(pipe, conditioning_space=pack.conditioning_space)
+    from safesteer.targets.encoding import adapter_options
+
+    adapter = adapter or adapter_for(
+        pipe, conditioning_space=pack.conditioning_space, **adapter_options(pack.encoding)
+    )  # no adapter given: it encodes at the pack's recorded max_sequence_length
     check_encoding(pack, adapter)
     modules = [m for _, m in hooks.denoisers(pipe)]
     if not modules:

@@ -267,6 +267,19 @@ class TargetAdapter:
         """``out`` with the positive states (and the negative ones, when given) swapped in."""
         return (positive, out[1] if negative is None else negative, *out[2:])
 
+    def encoding_template(self) -> str | None:
+        """The text the pipeline wraps prompts in before encoding (None: no template).
+
+        Recorded (hashed) in a pack's encoding spec (:mod:`safesteer.targets.encoding`).
+        """
+        return None
+
+    def encoding_spec(self) -> dict[str, Any]:
+        """What decides these states (:func:`safesteer.targets.encoding.encoding_spec`)."""
+        from safesteer.targets.encoding import encoding_spec
+
+        return encoding_spec(self)
+
     def _msl_kwargs(self) -> dict[str, int]:
         msl = self.max_sequence_length
         return {} if msl is None else {"max_sequence_length": msl}

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -89,6 +90,12 @@ def generate_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     video = adapter.makes_video
     kwargs: dict[str, Any] = dict(call_kwargs or {})
+    length = adapter.max_sequence_length  # the length the pack was fitted at (or the default)
+    if (
+        length is not None
+        and "max_sequence_length" in inspect.signature(type(pipe).__call__).parameters
+    ):
+        kwargs.setdefault("max_sequence_length", int(length))
     for key, value in (
         ("num_inference_steps", steps),
         ("guidance_scale", guidance_scale),

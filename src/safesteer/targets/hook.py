@@ -467,8 +467,14 @@ class SteeringHook:
             scope.negative = self.branch(neg_raw, neg_mask, negative_prompts)
 
     def check_call(self, adapter: TargetAdapter, arguments: dict[str, Any]) -> None:
-        """Per-call encoding checks (the place for sequence-length parity with the pack's
-        encoding record, issue 12); none yet beyond the attach-time ones."""
+        """Per-call encoding check: an ``encode_prompt`` call that passes a
+        ``max_sequence_length`` other than the pack's is refused naming both (a pipeline call
+        that passes none gets the pack's, set by the ``__call__`` observer)."""
+        from safesteer.targets.encoding import call_length
+
+        asked = arguments.get("max_sequence_length")
+        if asked is not None:
+            call_length(self.pack.encoding, asked, None)
 
     # -- decisions --
     def token_mask(
@@ -598,6 +604,21 @@ def _encoding_of(adapter: TargetAdapter, pipe: Any) -> dict[str, Any]:
     return {k: getattr(pipe, k, None) for k in adapter.encoding_attributes}
 
 
+def _with_pack_length(
+    hook: SteeringHook, signature: inspect.Signature, pipe: Any, args: Any, kwargs: Any
+) -> dict[str, Any]:
+    """``kwargs`` with ``max_sequence_length`` set to the pack's recorded length when the call
+    passes none; a different length is refused naming both
+    (:func:`safesteer.targets.encoding.call_length`)."""
+    from safesteer.targets.encoding import call_length
+
+    asked = signature.bind_partial(pipe, *args, **kwargs).arguments.get("max_sequence_length")
+    length = call_length(hook.pack.encoding, asked, None)
+    if length is None or length == asked:
+        return dict(kwargs)
+    return {**kwargs, "max_sequence_length": length}  # asked is None: not passed positionally
+
+
 # ---- the class observers ------------------------------------------------------------------
 def _observed_call(call: Callable[..., Any]) -> Callable[..., Any]:
     signature = inspect.signature(call)
@@ -612,6 +633,8 @@ def _observed_call(call: Callable[..., Any]) -> Callable[..., Any]:
         if "prompt_embeds" in signature.parameters:
             bound = signature.bind_partial(self, *args, **kwargs).arguments
             embeds = bound.get("prompt_embeds")
+        if "max_sequence_length" in signature.parameters:  # encode at the pack's length
+            kwargs = _with_pack_length(hook, signature, self, args, kwargs)
         scope = Scope(self, hook, hook.adapter_for(self), embeds)
         token = _SCOPE.set(scope)
         try:

@@ -40,6 +40,11 @@ class QwenImageAdapter(TargetAdapter):
             prompt=prompts, device=self.pipe._execution_device, **self._msl_kwargs()
         )
 
+    def encoding_template(self) -> str | None:
+        template = getattr(self.pipe, "prompt_template_encode", None)
+        start = getattr(self.pipe, "prompt_template_encode_start_idx", None)
+        return None if template is None else f"{template}|start={start}"
+
     def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
         states, mask = out
         if mask is None:  # the pipeline drops an all-ones mask

@@ -197,13 +197,44 @@ def adapter_for(
     return cls(pipe, **defaults)
 
 
-def load_target(name: str) -> tuple[Any, Any]:
+def load_target(
+    name: str,
+    *,
+    dtype: Any = None,
+    device: str | None = None,
+    offload: str | None = None,
+    **adapter_kwargs: Any,
+) -> tuple[Any, Any]:
     """``(adapter, pipeline or None)``: a packaged encoder preset as an :class:`EncoderTarget`
-    (no pipeline), or anything :func:`load_pipeline` loads (hub id, folder, ``tiny-<family>``)."""
+    (no pipeline; float32 on CPU), or anything :func:`load_pipeline` loads (hub id, folder,
+    ``tiny-<family>``) with ``dtype`` / ``device`` / ``offload``."""
     if is_preset(name):
         return EncoderTarget.from_preset(name), None
-    pipe, adapter = load_pipeline(name)
+    pipe, adapter = load_pipeline(
+        name, dtype=dtype, device=device, offload=offload, **adapter_kwargs
+    )
     return adapter, pipe
+
+
+def cast_like_from_pretrained(pipe: Any, dtype: Any) -> None:
+    """Cast every model component to ``dtype`` as ``from_pretrained(dtype=...)`` would: the
+    modules a diffusers model lists in ``_keep_in_fp32_modules`` (Wan's rope, norms…) stay
+    float32."""
+    import torch
+
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for param in component.parameters():
+            param.data = param.data.to(dtype)
+        for buffer_owner in component.modules():
+            for key, buf in list(buffer_owner._buffers.items()):
+                if buf is not None and buf.is_floating_point():
+                    buffer_owner._buffers[key] = buf.to(dtype)
+        keep = getattr(component, "_keep_in_fp32_modules", None) or []
+        for name, module in component.named_modules():
+            if name and any(k in name.split(".") for k in keep):
+                module.float()
 
 
 def _family_of(pipe: Any) -> str:
@@ -216,6 +247,7 @@ def load_pipeline(
     *,
     dtype: Any = None,
     device: str | None = None,
+    offload: str | None = None,
     seed: int = 0,
     **adapter_kwargs: Any,
 ) -> tuple[Any, TargetAdapter]:
@@ -224,17 +256,31 @@ def load_pipeline(
     ``"tiny-<family>"`` (``tiny-sd``, ``tiny-flux``, … ``tiny-encoder-minilm-l6``) builds a
     **random-weight** pipeline offline (:func:`~safesteer.targets.tiny.tiny_pipeline`); the
     adapter says so (``random_weights=True``). Anything else goes to
-    ``DiffusionPipeline.from_pretrained`` (needs the hub or a local copy); the family is read
-    from the loaded class unless ``family`` names it.
+    ``DiffusionPipeline.from_pretrained(..., dtype=...)`` (needs the hub or a local copy); the
+    family is read from the loaded class unless ``family`` names it.
+
+    ``dtype`` / ``device`` / ``offload`` take the names of :mod:`safesteer.models.device`
+    (``"auto"``: bfloat16 on a GPU, float32 on CPU; ``None`` leaves a hub pipeline in its
+    stored dtype on CPU and a tiny one in float32). ``offload="model"`` enables diffusers'
+    model CPU offload instead of moving the whole pipeline to ``device`` (GPU only; refused
+    on a CPU-only machine before anything loads).
 
     Example:
-        >>> pipe, adapter = load_pipeline("Qwen/Qwen-Image", dtype="bfloat16")  # doctest: +SKIP
+        >>> pipe, adapter = load_pipeline("tiny-flux", dtype="bfloat16")
+        >>> pipe.transformer.dtype
+        torch.bfloat16
+        >>> pipe, adapter = load_pipeline("Qwen/Qwen-Image", dtype="auto",
+        ...                               device="cuda")  # doctest: +SKIP
     """
-    import torch
-
     from safesteer.logs import quiet_truncation_warnings
+    from safesteer.models.device import apply_offload, check_offload, resolve_device, resolve_dtype
 
     quiet_truncation_warnings()  # diffusers prints each cut prompt's text; count them instead
+    target_device = resolve_device(device) if device is not None else None
+    mode = check_offload(offload, target_device or "cpu")
+    torch_dtype = None if dtype is None else resolve_dtype(dtype, target_device or "cpu")
+    if family is not None and family not in FAMILIES:
+        raise InputError(f"unknown family {family!r}", hint=f"use one of {', '.join(FAMILIES)}")
     if id_or_path.startswith("tiny-"):
         from safesteer.targets.tiny import TINY_FAMILIES, tiny_call_defaults, tiny_pipeline
 
@@ -252,15 +298,15 @@ def load_pipeline(
                 f"unknown tiny pipeline {id_or_path!r}",
                 hint=f"use tiny-<family> ({', '.join(TINY_FAMILIES)}) or tiny-encoder-minilm-l6",
             )
+        if torch_dtype is not None:
+            cast_like_from_pretrained(pipe, torch_dtype)
         pipe._safesteer_adapter_kwargs = {"target_id": id_or_path, "random_weights": True, **msl}
     else:
         from diffusers import DiffusionPipeline
 
         kwargs: dict[str, Any] = {}
-        if dtype is not None:
-            kwargs["torch_dtype"] = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-            if not isinstance(kwargs["torch_dtype"], torch.dtype):
-                raise InputError(f"unknown dtype {dtype!r}", hint="e.g. bfloat16, float16, float32")
+        if torch_dtype is not None:
+            kwargs["dtype"] = torch_dtype  # diffusers 0.42 deprecates torch_dtype
         from safesteer.hub import hub_access
 
         kwargs.update(hub_access(id_or_path, what="pipeline", filename="model_index.json"))
@@ -273,11 +319,11 @@ def load_pipeline(
                 "local folder, or use a tiny-<family> pipeline for offline tests",
             ) from exc
         pipe._safesteer_adapter_kwargs = {"target_id": id_or_path}
-    if device is not None:
-        pipe.to(device)
+    if mode != "none":
+        apply_offload(pipe, mode, target_device or "cuda")
+    elif target_device is not None:
+        pipe.to(target_device)
     if family is not None:
-        if family not in FAMILIES:
-            raise InputError(f"unknown family {family!r}", hint=f"use one of {', '.join(FAMILIES)}")
         found = _family_of(pipe)
         if found != family:
             raise InputError(

@@ -48,6 +48,11 @@ class SanaAdapter(TargetAdapter):
             **self._msl_kwargs(),
         )
 
+    def encoding_template(self) -> str | None:
+        params = inspect.signature(type(self.pipe).__call__).parameters
+        param = params.get("complex_human_instruction")
+        return None if param is None else repr(param.default)
+
     def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
         return out[0], out[1]
 

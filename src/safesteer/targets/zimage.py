@@ -42,6 +42,12 @@ class ZImageAdapter(TargetAdapter):
             **self._msl_kwargs(),
         )
 
+    def encoding_template(self) -> str | None:
+        # encode_prompt applies the tokenizer's chat template with these options
+        template = getattr(getattr(self.pipe, "tokenizer", None), "chat_template", None)
+        options = "add_generation_prompt=True|enable_thinking=True|hidden_states[-2]"
+        return f"{template}|{options}" if template else options
+
     def positive(self, out: Any) -> tuple[RawStates, Tensor | None]:
         return list(out[0]), None
 

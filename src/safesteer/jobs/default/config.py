@@ -54,6 +54,17 @@ class JobConfig:
     n_images: int = 2
     seed: int = 0
     cache: bool = True  # reuse pooled states from the user cache ($SAFESTEER_CACHE)
+    # image evaluation of a generator target (a pipeline, not an encoder preset)
+    protocol: str | None = None  # None: "quick" for random weights, else "paper"
+    q16_prompts: str | None = None  # Q16 prompt embeddings (safesteer convert-q16)
+    fid_reference: str | None = None  # folder of reference images for FID
+    clip_model: str | None = None  # CLIP for CLIP-score / Q16 (protocol default when None)
+    steps: int | None = None  # denoising steps of the evaluation (None: the pipeline default)
+    size: int | None = None  # image height = width (None: the pipeline default)
+    # where models run (names of safesteer.models.device)
+    dtype: str | None = None
+    device: str | None = None
+    offload: str = "none"
 
     def to_json(self) -> dict[str, Any]:
         """The settings as ``metrics.json`` records them (paths as text)."""

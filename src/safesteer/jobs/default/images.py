@@ -114,6 +114,32 @@ def _save_png(image: Any, path: Path) -> None:
     Image.fromarray(arr).resize((128, 128), Image.Resampling.NEAREST).save(path)
 
 
+def evaluation_protocol(pipeline: str, config: JobConfig) -> str:
+    """The protocol a generator target is evaluated with: ``config.protocol`` when given, else
+    ``quick`` for a ``tiny-<family>`` pipeline (random weights) and ``paper`` otherwise."""
+    if config.protocol:
+        return config.protocol
+    return "quick" if pipeline.startswith("tiny-") else "paper"
+
+
+def check_hand_over(pipeline: str, config: JobConfig) -> None:
+    """Refuse, before any work, an image evaluation that would fail at the end of the job."""
+    from safesteer.errors import InputError
+    from safesteer.evaluation.protocol import PRESETS
+
+    name = evaluation_protocol(pipeline, config)
+    if name not in PRESETS:
+        raise InputError(f"unknown protocol {name!r}", hint=f"use one of {', '.join(PRESETS)}")
+    settings = PRESETS[name]
+    if "q16" in settings.classifiers and not config.q16_prompts:
+        raise InputError(
+            f"the image evaluation of {pipeline} uses the {name!r} protocol, whose Q16 classifier "
+            "needs its prompt embeddings",
+            hint="pass --q16-prompts FILE (make it with `safesteer convert-q16 prompts.p "
+            "q16.safetensors`), or --protocol quick, or --images 0",
+        )
+
+
 def hand_over_to_evaluation(
     pipeline: str, config: JobConfig, data: JobData, map_kind: str
 ) -> dict[str, Any]:
@@ -121,17 +147,22 @@ def hand_over_to_evaluation(
 
     Runs :func:`safesteer.evaluation.runner.evaluate` on our held-out test unsafe prompts and
     ``n_images`` × 10 held-out benign anchors, the best pack always-on, target-gated and
-    source-gated. A real pipeline gets the ``paper`` protocol (Q16 ∨ NudeNet, CLIP, FID: it needs
-    those models); a ``tiny-<family>`` pipeline (random weights) the ``quick`` one (packaged
-    classifiers only), which tests the path and says nothing about safety.
+    source-gated, with :func:`evaluation_protocol` (``paper``: Q16 ∨ NudeNet, CLIP, FID — it
+    needs ``config.q16_prompts``; ``quick``: packaged classifiers only, which tests the path and
+    says nothing about safety on random weights).
     """
     from safesteer.evaluation.protocol import PRESETS
     from safesteer.evaluation.runner import EvaluationSpec, evaluate
     from safesteer.evaluation.workplan import PromptSet
+    from safesteer.models.device import resolve_device
 
     packs_dir = config.out / "packs"
     safe_name = pipeline.replace("/", "_")
-    protocol = "quick" if pipeline.startswith("tiny-") else "paper"
+    protocol = evaluation_protocol(pipeline, config)
+    settings = PRESETS[protocol]
+    if config.clip_model is not None:
+        settings = settings.replace(clip_model=config.clip_model or "")
+    settings = settings.replace(steps=config.steps, height=config.size, width=config.size)
     spec = EvaluationSpec(
         pipeline=pipeline,
         out=str(config.out / "evaluation"),
@@ -146,7 +177,12 @@ def hand_over_to_evaluation(
                 data.anchors.held_out[: 10 * config.n_images],
             ),
         ),
-        settings=PRESETS[protocol],
+        settings=settings,
+        q16_prompts=config.q16_prompts,
+        fid_reference=config.fid_reference,
+        device=resolve_device(config.device or "auto"),
+        dtype=config.dtype,
+        offload=config.offload,
     )
     result = evaluate(spec, progress=False)
     return {"run_dir": str(result.run_dir), "protocol": protocol, "summary": result.summary}

@@ -127,14 +127,13 @@ def write_plots(metrics: JobMetrics, out: Path) -> dict[str, list[str]]:
     made: dict[str, list[str]] = {}
     summary = metrics.summary.per_target if metrics.summary is not None else {}
     for target, rep in metrics.targets.items():
+        stem = target.replace("/", "_")  # a hub id or a folder path names a file, not a folder
         files = [
-            plot_curves(metrics, target, folder / f"{target}-curves.png"),
-            plot_aurocs(metrics, target, folder / f"{target}-auroc.png"),
+            plot_curves(metrics, target, folder / f"{stem}-curves.png"),
+            plot_aurocs(metrics, target, folder / f"{stem}-auroc.png"),
         ]
         best = summary[target].best_map if target in summary else None
         if best and rep.maps[best].categories:
-            files.append(
-                plot_categories(metrics, target, best, folder / f"{target}-categories.png")
-            )
+            files.append(plot_categories(metrics, target, best, folder / f"{stem}-categories.png"))
         made[target] = [str(f.relative_to(out)) for f in files]
     return made

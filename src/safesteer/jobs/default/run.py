@@ -28,6 +28,7 @@ from safesteer.jobs.default.records import JobMetrics
 from safesteer.jobs.default.splits import load_job_data, pooled_by_text, rows
 from safesteer.jobs.default.summary import summarize
 from safesteer.jobs.default.target_report import Job, SourceSide, TargetLoader, run_target
+from safesteer.models.device import release
 from safesteer.models.source import load_source
 from safesteer.pack import source_spec
 from safesteer.provenance import environment_record
@@ -55,7 +56,18 @@ def run_default_job(
     if target_loader is None:
         from safesteer.targets import load_target  # imported on use: diffusers is heavy
 
-        target_loader = load_target
+        target_loader = functools.partial(
+            load_target, dtype=config.dtype, device=config.device, offload=config.offload
+        )
+    if source_loader is load_source:
+        source_loader = functools.partial(load_source, dtype=config.dtype, device=config.device)
+    if config.n_images > 0:  # an image evaluation that cannot run is refused now, not at the end
+        from safesteer.jobs.default.images import check_hand_over
+        from safesteer.models.zoo import is_preset
+
+        for name in config.targets:
+            if not is_preset(name):
+                check_hand_over(name, config)
     t0 = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     data = load_job_data(config)
@@ -102,7 +114,9 @@ def run_default_job(
     source_exclusions = {
         str(k): dict(v.most_common(3)) for k, v in getattr(source, "exclusions", {}).items()
     }
-    del source  # free the source model before loading targets
+    release(source)  # free the source model before loading targets: peak = max, not sum
+    del source
+    release()
     log(
         f"source layer {layer}; pooled {len(src_states)} prompts ({time.perf_counter() - t0:.1f} s)"
     )

@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from safesteer.build import BuiltPack, SidePairs, assemble_pack, native_pack, stack_pairs
+from safesteer.build import (
+    BuiltPack,
+    SidePairs,
+    assemble_pack,
+    native_pack,
+    stack_pairs,
+    target_encoding,
+)
 from safesteer.evaluation import transfer_metrics as tm
 from safesteer.evaluation.probes import fit_probes
 from safesteer.jobs.default.config import QUOTED_PROBE, JobConfig, Log
@@ -151,6 +158,7 @@ def report_target(
         conditioning_space=space,
         provenance=prov,
         gate_score=config.gate_score,
+        encoding=target_encoding(adapter),
     )
     file_stem = name.replace("/", "_")  # a hub id names a file, not a folder
     native.pack.save(packs_dir / f"{file_stem}-native.safetensors")
@@ -185,6 +193,7 @@ def report_target(
             calibration=config.calibration,
             gate_score=config.gate_score,
             source_gate_spec=source.gate_spec,
+            encoding=target_encoding(adapter),
         )
         built.pack.save(packs_dir / f"{file_stem}-{kind}.safetensors")
         assert built.map is not None and built.source_direction is not None
