@@ -225,6 +225,17 @@ ROWS: list[tuple[str, str]] = [
     ("layers --folds 1", "--folds: 1 is too small"),
     ("layers --folds -1", "--folds: -1 is too small"),
     ("layers --folds two", "--folds: 'two' is not an integer"),
+    # ---- reproduce
+    ("reproduce tiny-flux --limit 0", "--limit: 0 is too small"),
+    ("reproduce tiny-flux --max-items -1", "--max-items: -1 is too small"),
+    ("reproduce tiny-flux --out {file}", "--out: folder {file} is a file"),
+    ("reproduce tiny-flux --q16-prompts {missing}", "{missing}"),
+    ("reproduce tiny-flux --fid-reference {file}", "{file}"),
+    ("reproduce no-such-preset --dry-run", "no-such-preset"),
+    # ---- convert-q16
+    ("convert-q16 {missing} {out}.safetensors", "{missing}"),
+    ("convert-q16 {file} {dir}", "{dir}"),
+    ("convert-q16 {file} {out}.safetensors --expect-dim 0", "--expect-dim: 0 is too small"),
     # ---- planted
     (PLANTED + " --alpha nan", "--alpha: nan is not a finite number"),
     (PLANTED + " --alpha 1e30", "--alpha: strength 1e+30 is beyond"),

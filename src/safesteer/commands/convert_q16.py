@@ -11,7 +11,8 @@ The pickle is read by a restricted unpickler that accepts numpy arrays only
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from safesteer import validation as v
 
 NAME = "convert-q16"
 HELP = "Convert Q16's prompts.p to safetensors (restricted loader: numpy arrays only, no code)."
@@ -19,10 +20,15 @@ HELP = "Convert Q16's prompts.p to safetensors (restricted loader: numpy arrays 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer convert-q16``."""
-    parser.add_argument("prompts", type=Path, help="Q16's prompts.p (data/ViT-L-14/prompts.p)")
-    parser.add_argument("out", type=Path, help="output file (.safetensors)")
     parser.add_argument(
-        "--expect-dim", type=int, default=768, help="embedding size to insist on (ViT-L/14: 768)"
+        "prompts", type=v.input_file, help="Q16's prompts.p (data/ViT-L-14/prompts.p)"
+    )
+    parser.add_argument("out", type=v.output_file, help="output file (.safetensors)")
+    parser.add_argument(
+        "--expect-dim",
+        type=v.positive_int,
+        default=768,
+        help="embedding size to insist on (ViT-L/14: 768)",
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safesteer import validation as v
 from safesteer.commands._model_options import add_model_options
 
 NAME = "reproduce"
@@ -27,15 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "preset", help=f"a shipped preset ({', '.join(preset_names())}) or a .toml file"
     )
-    parser.add_argument("--out", type=Path, default=None, help="run folder (runs/<preset>)")
+    parser.add_argument("--out", type=v.output_dir, default=None, help="run folder (runs/<preset>)")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan; load nothing, write nothing"
     )
-    parser.add_argument("--limit", type=int, default=None, help="first N prompts of each set")
-    parser.add_argument("--q16-prompts", default=None, help="Q16 embeddings (convert-q16 output)")
-    parser.add_argument("--fid-reference", default=None, help="folder of FID reference images")
-    parser.add_argument("--max-items", type=int, default=None, help="stop after N images")
-    parser.add_argument("--torch-threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument(
+        "--limit", type=v.positive_int, default=None, help="first N prompts of each set"
+    )
+    parser.add_argument(
+        "--q16-prompts", type=v.input_file, default=None, help="Q16 embeddings (convert-q16 output)"
+    )
+    parser.add_argument(
+        "--fid-reference", type=v.input_dir, default=None, help="folder of FID reference images"
+    )
+    parser.add_argument(
+        "--max-items", type=v.positive_int, default=None, help="stop after N images"
+    )
+    parser.add_argument(
+        "--torch-threads", type=v.positive_int, default=None, help="CPU threads for torch"
+    )
     parser.add_argument("--no-progress", action="store_true")
     add_model_options(parser, memory_check=True)
     # the preset decides dtype/device/offload unless given here
@@ -52,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         "device": args.device,
         "offload": args.offload,
         "limit": args.limit,
-        "q16_prompts": args.q16_prompts,
-        "fid_reference": args.fid_reference,
+        "q16_prompts": None if args.q16_prompts is None else str(args.q16_prompts),
+        "fid_reference": None if args.fid_reference is None else str(args.fid_reference),
         "max_items": args.max_items,
         "torch_threads": args.torch_threads,
         "force": args.skip_memory_check,
