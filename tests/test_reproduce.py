@@ -66,10 +66,16 @@ def test_dry_run_prints_the_plan_and_loads_nothing(monkeypatch, capsys):
 
 def test_refusals_come_before_any_work(tmp_path, capsys):
     # the paper protocol needs the Q16 embeddings: refused with the convert-q16 hint
-    assert main(["reproduce", "flux-schnell", "--out", str(tmp_path), "--q16-prompts",
-                 str(tmp_path / "none.safetensors")]) == 2  # fmt: skip
+    assert main(["reproduce", "flux-schnell", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Q16 needs its prompt embeddings" in err and "convert-q16" in err
+    assert not any(tmp_path.iterdir())
+    # a Q16 file that does not exist is refused by the argument check, naming it
+    missing = tmp_path / "none.safetensors"
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "flux-schnell", "--out", str(tmp_path), "--q16-prompts", str(missing)])
+    assert exit_.value.code == 2
+    assert str(missing) in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     assert main(["reproduce", "no-such-preset", "--dry-run"]) == 2
     assert "unknown preset" in capsys.readouterr().err
