@@ -29,11 +29,18 @@ PAIRS_SOURCE = "safesteer (ours)"
 
 @dataclass(frozen=True)
 class PromptPair:
-    """One safe prompt and its unsafe twin (the same scene with the harm added)."""
+    """One safe prompt and its unsafe twin (the same scene with the harm added).
+
+    ``subcategory`` and ``group`` (the scene both prompts share; pairs of one group are never
+    split across partitions) are set for SafeSteerDataset pairs (:mod:`safesteer.data.real`)
+    and empty for ours.
+    """
 
     safe: str
     unsafe: str
     category: str
+    subcategory: str = ""
+    group: str = ""
 
 
 @cache
