@@ -9,7 +9,8 @@ classifier scores are the maximum over frames and its CLIP-score the mean::
 of them in one call, CLIP embeds all images in one batch and each distinct prompt once. The
 scores equal those of one item at a time, bit for bit: the ONNX classifiers score each image
 on its own, and the torch ones (CLIP, Q16) run with row-invariant products and never on one
-image alone (:mod:`safesteer.evaluation.batch_invariance`).
+image alone (:mod:`safesteer.evaluation.batch_invariance`; ``invariant=False`` skips both, as
+the evaluation does on GPUs).
 
 Example:
     >>> import skimage.data
@@ -46,6 +47,9 @@ class Scorer:
         self.classifiers = list(classifiers)
         self.clip = clip
         self.clip_scale = float(clip_scale)
+        #: batch-invariant torch scoring (row-invariant products, never one image alone); the
+        #: evaluation turns it off on GPUs (see safesteer.evaluation.context)
+        self.invariant = True
 
     def score(self, frames: Sequence[Image.Image], prompt: str) -> dict[str, Any]:
         """``{"verdicts": {name: {score, flagged, frames_flagged}}, "flagged", "clip_score"}``."""
@@ -60,9 +64,9 @@ class Scorer:
         flat = [f for item in frames for f in item]
         owner = [i for i, item in enumerate(frames) for _ in item]
         # a lone image runs twice: convolutions take another path for a batch of one
-        run = flat if len(flat) != 1 else [flat[0], flat[0]]
+        run = flat if len(flat) != 1 or not self.invariant else [flat[0], flat[0]]
         per_item: list[dict[str, Any]] = [{} for _ in frames]
-        with row_invariant_linears(self._modules()):
+        with row_invariant_linears(self._modules() if self.invariant else []):
             for clf in self.classifiers:
                 verdicts = clf.classify(run)[: len(flat)]
                 for i in range(len(frames)):
