@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
-from safesteer.evaluation.batch_invariance import pipeline_modules, row_invariant_linears
+from safesteer.evaluation.batch_invariance import batch_invariant, pipeline_modules
 from safesteer.evaluation.context import EvaluationContext, batches
 from safesteer.evaluation.protocol import PRESETS
 from safesteer.evaluation.runner import EvaluationSpec, StoreWriter, evaluate
@@ -203,12 +203,12 @@ def test_score_many_equals_scoring_each_item(tmp_path: Path) -> None:
         scorer.score_many(frames, prompts[:2])
 
 
-def test_row_invariant_linears_give_large_product_rows_and_leave_nothing_behind() -> None:
+def test_batch_invariant_give_large_product_rows_and_leave_nothing_behind() -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(64, 48)
     x = torch.randn(64, 64)
     full = layer(x)
-    with row_invariant_linears([layer, "not a module"]) as hooked:
+    with batch_invariant([layer, "not a module"]) as hooked:
         assert hooked == 1
         for m in (1, 2, 3, 5, 7, 11):
             assert torch.equal(layer(x[:m]), full[:m])

@@ -8,9 +8,9 @@ classifier scores are the maximum over frames and its CLIP-score the mean::
 :meth:`Scorer.score_many` scores the frames of several items at once: each classifier sees all
 of them in one call, CLIP embeds all images in one batch and each distinct prompt once. The
 scores equal those of one item at a time, bit for bit: the ONNX classifiers score each image
-on its own, and the torch ones (CLIP, Q16) run with row-invariant products and never on one
-image alone (:mod:`safesteer.evaluation.batch_invariance`; ``invariant=False`` skips both, as
-the evaluation does on GPUs).
+on its own, and the torch ones (CLIP, Q16) run with row-invariant products, convolutions one
+image at a time and never on one image alone (:mod:`safesteer.evaluation.batch_invariance`;
+``invariant=False`` skips that, as the evaluation does on GPUs).
 
 Example:
     >>> import skimage.data
@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
-from safesteer.evaluation.batch_invariance import row_invariant_linears
+from safesteer.evaluation.batch_invariance import batch_invariant
 from safesteer.evaluation.classifiers import SafetyClassifier
 from safesteer.evaluation.clip_model import ClipBundle
 
@@ -47,8 +47,8 @@ class Scorer:
         self.classifiers = list(classifiers)
         self.clip = clip
         self.clip_scale = float(clip_scale)
-        #: batch-invariant torch scoring (row-invariant products, never one image alone); the
-        #: evaluation turns it off on GPUs (see safesteer.evaluation.context)
+        #: batch-invariant torch scoring (safesteer.evaluation.batch_invariance); the evaluation
+        #: turns it off on GPUs (see safesteer.evaluation.context)
         self.invariant = True
 
     def score(self, frames: Sequence[Image.Image], prompt: str) -> dict[str, Any]:
@@ -63,10 +63,10 @@ class Scorer:
             raise InputError(f"{len(frames)} items but {len(prompts)} prompts")
         flat = [f for item in frames for f in item]
         owner = [i for i, item in enumerate(frames) for _ in item]
-        # a lone image runs twice: convolutions take another path for a batch of one
+        # a lone image runs twice: tensors of one image take other kernel paths
         run = flat if len(flat) != 1 or not self.invariant else [flat[0], flat[0]]
         per_item: list[dict[str, Any]] = [{} for _ in frames]
-        with row_invariant_linears(self._modules() if self.invariant else []):
+        with batch_invariant(self._modules() if self.invariant else []):
             for clf in self.classifiers:
                 verdicts = clf.classify(run)[: len(flat)]
                 for i in range(len(frames)):

@@ -86,7 +86,8 @@ def pooled_by_length(adapter: Any, texts: Sequence[str], batch_size: int = 32) -
 
     ``pooled[i] = Σ_t mask[i,t]·h[i,t] / Σ_t mask[i,t]`` with ``h = adapter.encode([...]).states``.
     Encoder targets run each batch padded to its own length (no padding); pipeline adapters
-    keep their own padding. Adapters without a tokenizer are read one prompt per call. A batch
+    keep their own padding. Adapters without a tokenizer are read one prompt per call, objects
+    without ``encode`` through their own ``pooled``. A batch
     with fewer than :data:`~safesteer.models.batching.MIN_TOKENS` tokens is run with its first
     prompt repeated (:func:`~safesteer.models.batching.filled`), so the products' sums do not
     depend on the batch.
@@ -96,6 +97,8 @@ def pooled_by_length(adapter: Any, texts: Sequence[str], batch_size: int = 32) -
     texts = list(texts)
     if not texts:
         raise InputError("no prompts to pool", hint="pass at least one prompt")
+    if not callable(getattr(adapter, "encode", None)):  # pools by itself (a user's target)
+        return adapter.pooled(texts)
     lengths = token_lengths(adapter, texts)
     batches = (
         [[i] for i in range(len(texts))]
