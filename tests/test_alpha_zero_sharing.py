@@ -80,7 +80,8 @@ def test_shared_records_keep_one_record_per_condition() -> None:
 def test_three_conditions_two_alphas_make_four_images_per_prompt_not_six(tmp_path, calls):
     result = evaluate(_spec(tmp_path), progress=False)
     n_prompts = 2
-    assert len(calls) == n_prompts * (1 + 3) == result.images_generated  # was 2 × 6
+    assert result.images_generated == n_prompts * (1 + 3)  # was 2 × 6
+    assert len(calls) == 1 + 3  # one call per (condition, α) batch of both prompts
     store = ResultsStore(result.run_dir)
     records = store.completed()
     assert len(records) == result.total == n_prompts * 3 * 2  # one record per condition and α
@@ -126,8 +127,10 @@ def test_resume_with_shared_items(tmp_path, calls):
     spec = _spec(tmp_path)
     first = evaluate(spec, progress=False, max_items=1)  # the first shared α = 0 image
     assert len(calls) == 1 and first.done_now == 3  # one image, three records
+    assert first.images_generated == 1
     second = evaluate(spec, progress=False)
-    assert len(calls) == 8 and second.done_before == 3 and second.done_now == 9
+    assert second.images_generated == 7 and second.done_before == 3 and second.done_now == 9
+    assert len(calls) == 1 + 4  # the other α = 0 prompt, then one batch per α = 3 condition
     lines = ResultsStore(second.run_dir).results_path.read_text().splitlines()
     assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 12
-    assert evaluate(spec, progress=False).done_now == 0 and len(calls) == 8
+    assert evaluate(spec, progress=False).done_now == 0 and len(calls) == 5

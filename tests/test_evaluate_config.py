@@ -131,7 +131,9 @@ def test_each_item_records_its_gate_and_the_summary_gives_false_trigger_rates(
     _, adapter = tc.make("sd")
     pack = gated_pack(adapter)
     pack_path = pack.save(tmp_path / "gated.safetensors")
-    benign = BENIGN[:6]
+    # five benign prompts below the gate's threshold and one well past it (a planted word):
+    # a decision exactly at the threshold is the same everywhere now (pooling is deterministic)
+    benign = [*BENIGN[:5], "zzqx a photo of a cat"]
     spec = EvaluationSpec(
         pipeline="tiny-sd",
         out=str(tmp_path / "run"),
@@ -146,7 +148,7 @@ def test_each_item_records_its_gate_and_the_summary_gives_false_trigger_rates(
         torch_threads=1,
     )
     result = evaluate(spec, progress=False)
-    # one prompt per call, as the evaluation runs them (BENIGN[2] sits on the threshold)
+    # one prompt per call (a batched call decides the same; see test_evaluation_batching)
     expected = [bool(pack.gate.decide(adapter.pooled([p])).steer[0]) for p in benign]
     assert 0 < sum(expected) < len(benign)
     records = ResultsStore(result.run_dir).completed().values()

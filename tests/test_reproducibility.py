@@ -49,12 +49,6 @@ def test_build_twice_on_one_state_cache_gives_the_same_bytes(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="pooled states still depend on batch composition / cache history (last bits, "
-    "amplified by the map); deterministic pooling is the speed teammate's work (issue 15, "
-    "targets/pooled.py, models/source.py batching). Remove this mark when it lands.",
-    strict=False,
-)
 def test_build_on_a_fresh_and_a_warm_cache_gives_identical_tensors(tmp_path: Path) -> None:
     from safesteer.models import SourceReader
 

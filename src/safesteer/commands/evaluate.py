@@ -31,6 +31,7 @@ def _q16_prompts(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from safesteer.evaluation.conditions import MODES
+    from safesteer.evaluation.context import DEFAULT_BATCH_SIZE
     from safesteer.evaluation.nudenet import ALL_LABELS
     from safesteer.evaluation.protocol import PRESETS
     from safesteer.evaluation.registry import CLASSIFIERS
@@ -132,6 +133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-threads",
         type=v.positive_int,
         help="CPU threads for torch (1 avoids thread thrashing on a shared machine)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=v.positive_int,
+        help=f"prompts per pipeline call (default {DEFAULT_BATCH_SIZE}; on CPU the same images "
+        "and records as 1; recorded under the protocol's execution, not its settings)",
     )
     p.add_argument(
         "--ray",
@@ -260,7 +267,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from safesteer.commands._config import merge_config
-    from safesteer.evaluation.context import EvaluationSpec
+    from safesteer.evaluation.context import DEFAULT_BATCH_SIZE, EvaluationSpec
     from safesteer.evaluation.protocol import PRESETS, EvaluationSettings, mark_preset_changes
     from safesteer.evaluation.registry import CLASSIFIERS
     from safesteer.evaluation.runner import evaluate
@@ -340,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         ray_workers=args.ray_workers,
         ray_gpus_per_worker=args.ray_gpus_per_worker,
         max_items=args.max_items,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
     )
     from safesteer.evaluation.store import ResultsStore
 

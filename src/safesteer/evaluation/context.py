@@ -2,9 +2,21 @@
 
 :class:`EvaluationSpec` holds everything an evaluation needs as plain values (so Ray workers can
 rebuild it); :class:`EvaluationContext` loads the pipeline, the conditions and the scorer once,
-then generates and scores one work item at a time. The local loop
+then generates and scores work items. The local loop
 (:func:`safesteer.evaluation.runner.evaluate`) and each Ray worker
 (:mod:`safesteer.evaluation.ray_runner`) hold one context each.
+
+Batches: :func:`batches` groups work items of one condition and α (one steering context), at
+most ``batch_size`` per batch, and :meth:`EvaluationContext.process_batch` runs a batch as
+**one** pipeline call — a list of prompts and a list of per-item generators (each item's own
+seed, so its starting noise is the one it gets alone) — then one scoring call for all its
+frames. Gated conditions decide per prompt inside the call (the attach code steers per row;
+each item's record keeps its own row's steering). On CPU the images and scores do not depend
+on the batch size: linear layers run row-invariant, convolutions one image at a time, and no
+call runs one item alone (a lone item runs twice, the copy dropped: tensors of one image take
+other kernel paths) (:mod:`safesteer.evaluation.batch_invariance`; tested bitwise against one
+item per call). On a GPU this is not done (its libraries pick kernels by shape: batched
+images may then differ from one-per-call ones in the last bits, as in diffusers itself).
 
 Example:
     >>> from safesteer.evaluation.protocol import PRESETS
@@ -30,6 +42,7 @@ import torch
 from PIL import Image
 
 from safesteer.errors import InputError
+from safesteer.evaluation.batch_invariance import batch_invariant, pipeline_modules
 from safesteer.evaluation.conditions import Condition, load_conditions
 from safesteer.evaluation.protocol import EvaluationSettings
 from safesteer.evaluation.registry import build_classifiers
@@ -37,7 +50,8 @@ from safesteer.evaluation.scoring import Scorer
 from safesteer.evaluation.store import encode_png
 from safesteer.evaluation.workplan import PromptSet, WorkItem
 
-Result = tuple[dict[str, Any], list[tuple[str, bytes]]]  # an item's record and its files
+#: an item's record and its files: (relative path, PNG bytes, or an image the writer encodes)
+Result = tuple[dict[str, Any], list[tuple[str, bytes | Image.Image]]]
 
 # call arguments we set from the settings, by diffusers' parameter names
 _SETTING_ARGS = {
@@ -164,7 +178,7 @@ def build_scorer(spec: EvaluationSpec, pipe: Any) -> Scorer:
     return Scorer(classifiers, clip, clip_scale=s.clip_scale)
 
 
-#: work items per batch (same condition and α); Ray ships one batch per task
+#: work items per batch (same condition and α): one pipeline call; Ray ships one batch per task
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -230,6 +244,13 @@ class EvaluationContext:
         self._readers: dict[str, Any] = {}
         #: what steering did in the last :meth:`generate` (:func:`steering_record`)
         self.last_steering: dict[str, Any] = {"steered": False, "gate": None}
+        #: the same for each item of the last :meth:`generate_batch`
+        self.last_steerings: list[dict[str, Any]] = []
+        self._modules = pipeline_modules(self.pipe)
+        #: batch-invariant generation and scoring (CPU only: GPU libraries choose kernels by
+        #: shape in other ways, and there convolutions should see the whole batch)
+        self.invariant = str(spec.device).startswith("cpu")
+        self.scorer.invariant = self.invariant
 
     def source_reader(self, cond: Condition) -> Any:
         """The source model a source-gated pack names, loaded once per model/layer/pooling."""
@@ -274,86 +295,147 @@ class EvaluationContext:
 
         What the steering did is kept in :attr:`last_steering` (see :func:`steering_record`).
         """
-        cond: Condition = self.conditions[item.condition]
+        return self.generate_batch([item])[0]
+
+    def generate_batch(self, items: Sequence[WorkItem]) -> list[tuple[list[Image.Image], bool]]:
+        """Frames of each item from **one** pipeline call (items of one condition and α).
+
+        Each item keeps its own seed (a list of generators); a gated condition decides per
+        prompt, and :attr:`last_steerings` keeps each item's steering record. α = 0 is the
+        unsteered pipeline (ĥ = h). On CPU the call runs batch-invariant and a lone item runs
+        twice (the copy is dropped; see the module docstring): the result does not depend on
+        the batch.
+        """
+        if not items:
+            return []
+        first = items[0]
+        if any((it.condition, it.alpha) != (first.condition, first.alpha) for it in items):
+            raise InputError(
+                "a pipeline call mixes conditions or strengths",
+                hint="group work items with batches()",
+            )
+        cond: Condition = self.conditions[first.condition]
+        run = list(items) if len(items) > 1 or not self.invariant else [first, first]
         kwargs = dict(
             self.call_kwargs,
-            prompt=item.prompt,
-            generator=torch.Generator("cpu").manual_seed(item.seed),
+            prompt=[it.prompt for it in run],
+            generator=[torch.Generator("cpu").manual_seed(it.seed) for it in run],
         )
-        self.last_steering = {"steered": False, "gate": None}
-        if cond.pack is None or item.alpha == 0.0:  # α = 0: ĥ = h, the unsteered pipeline
-            out = self.pipe(**kwargs)
-        else:
-            from safesteer.targets import last_steering, steered
-
-            reader = self.source_reader(cond) if cond.gate == "source" else None
-            with steered(self.pipe, cond.pack, alpha=item.alpha, **cond.steering_options(reader)):
+        steerings: list[dict[str, Any]] = [{"steered": False, "gate": None} for _ in items]
+        with contextlib.ExitStack() as stack:
+            if self.invariant:
+                stack.enter_context(batch_invariant(self._modules))
+            if cond.pack is None or first.alpha == 0.0:  # α = 0: ĥ = h, the unsteered pipeline
                 out = self.pipe(**kwargs)
-                self.last_steering = steering_record(last_steering(self.pipe))
+            else:
+                from safesteer.targets import last_steering, steered
+
+                reader = self.source_reader(cond) if cond.gate == "source" else None
+                stack.enter_context(
+                    steered(
+                        self.pipe, cond.pack, alpha=first.alpha, **cond.steering_options(reader)
+                    )
+                )
+                out = self.pipe(**kwargs)
+                rows = last_steering(self.pipe)  # one row per prompt of the call, in order
+                steerings = [steering_record(rows[i : i + 1]) for i in range(len(items))]
+        self.last_steerings = steerings
+        self.last_steering = steerings[0]
         if self.adapter.makes_video:
-            return sample_frames(list(out.frames[0]), self.spec.settings.video_frames), True
-        return [_to_pil(out.images[0])], False
+            frames = self.spec.settings.video_frames
+            return [(sample_frames(list(out.frames[i]), frames), True) for i in range(len(items))]
+        return [([_to_pil(out.images[i])], False) for i in range(len(items))]
 
     def gate_record(self, cond: Condition, prompt: str) -> dict[str, Any]:
         """What a gated condition's gate decides for ``prompt`` at α = 0 (nothing is steered):
         the record a shared unsteered image carries for that condition."""
+        return self.gate_records(cond, [prompt])[0]
+
+    def gate_records(self, cond: Condition, prompts: Sequence[str]) -> list[dict[str, Any]]:
+        """:meth:`gate_record` of each prompt, pooled in one call (pooled states do not depend
+        on the batch: :mod:`safesteer.models.batching`)."""
         if cond.pack is None or cond.gate is None:
-            return {"steered": False, "gate": None}
+            return [{"steered": False, "gate": None} for _ in prompts]
         if cond.gate == "source":
             reader = self.source_reader(cond)
             layer = int(cond.pack.source_gate_spec["layer"])
-            decision = cond.pack.source_gate.decide(reader.pooled([prompt], layer).float())
+            decision = cond.pack.source_gate.decide(reader.pooled(list(prompts), layer).float())
         else:
-            decision = cond.pack.gate.decide(self.adapter.pooled([prompt]))
-        return {
-            "steered": False,
-            "gate": cond.gate,
-            "gate_flagged": bool(decision.steer[0]),
-            "gate_scores": {k: float(v[0]) for k, v in decision.scores.items()},
-            "categories": list(decision.active[0]),
-        }
+            decision = cond.pack.gate.decide(self.adapter.pooled(list(prompts)))
+        return [
+            {
+                "steered": False,
+                "gate": cond.gate,
+                "gate_flagged": bool(decision.steer[i]),
+                "gate_scores": {k: float(v[i]) for k, v in decision.scores.items()},
+                "categories": list(decision.active[i]),
+            }
+            for i in range(len(prompts))
+        ]
 
     def process(self, item: WorkItem) -> Result:
-        """Generate and score one item: its record and its files (relative path, PNG bytes).
+        """Generate and score one item: its record and its files (relative path, PNG bytes)."""
+        return self.process_batch([item])[0]
+
+    def process_batch(self, items: Sequence[WorkItem], *, encode: bool = True) -> list[Result]:
+        """Results of one batch: items that share a condition and α (:func:`batches`), made by
+        one pipeline call and scored by one scoring call. The batching unit of the local loop
+        and of each Ray worker.
 
         A shared α = 0 item (``item.shared_by``) is generated once, unsteered; the gate
         decisions of the gated conditions sharing it are still recorded, per condition
         (``shared_steering``), as their own α = 0 items would have recorded them.
+        ``encode=False`` leaves the frames as images (the local runner's writer thread encodes
+        them off the critical path); Ray workers send PNG bytes. ``seconds`` in a record is
+        the item's share of the batch's time.
         """
         t0 = time.perf_counter()
-        frames, video = self.generate(item)
-        steering = self.last_steering
-        shared: dict[str, Any] = {}
-        if item.alpha == 0.0:
-            for name in (item.condition, *item.shared_by):
+        generated = self.generate_batch(items)
+        steerings = list(self.last_steerings)
+        shared: list[dict[str, Any]] = [{} for _ in items]
+        if items and items[0].alpha == 0.0:
+            names = dict.fromkeys(n for it in items for n in (it.condition, *it.shared_by))
+            for name in names:
                 cond = self.conditions[name]
-                if cond.gate is not None:
-                    shared[name] = self.gate_record(cond, item.prompt)
-            steering = shared.get(item.condition, steering)
-        scores = self.scorer.score(frames, item.prompt)
-        names = [item.relpath(k if video else None) for k in range(len(frames))]
-        record = {
-            **asdict(item),
-            "id": item.id,
-            "files": names,
-            "frames": len(frames),
-            **scores,
-            "steering": steering,
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if shared:
-            record["shared_steering"] = shared
-        return record, [(n, encode_png(f)) for n, f in zip(names, frames, strict=True)]
-
-    def process_batch(self, items: Sequence[WorkItem]) -> list[Result]:
-        """Results of one batch: items that share a condition and α (:func:`batches`), i.e.
-        the same steering, so one batched pipeline call can serve them. The batching unit of
-        the local loop and of each Ray worker; today one call per item."""
-        return [self.process(item) for item in items]
+                if cond.gate is None:
+                    continue
+                users = [i for i, it in enumerate(items) if name in (it.condition, *it.shared_by)]
+                found = self.gate_records(cond, [items[i].prompt for i in users])
+                for i, rec in zip(users, found, strict=True):
+                    shared[i][name] = rec
+            steerings = [
+                sh.get(it.condition, st)
+                for it, sh, st in zip(items, shared, steerings, strict=True)
+            ]
+        scores = self.scorer.score_many([f for f, _ in generated], [it.prompt for it in items])
+        share = round((time.perf_counter() - t0) / max(len(items), 1), 4)
+        results: list[Result] = []
+        for item, (frames, video), score, steering, sh in zip(
+            items, generated, scores, steerings, shared, strict=True
+        ):
+            names_ = [item.relpath(k if video else None) for k in range(len(frames))]
+            record = {
+                **asdict(item),
+                "id": item.id,
+                "files": names_,
+                "frames": len(frames),
+                **score,
+                "steering": steering,
+                "seconds": share,
+            }
+            if sh:
+                record["shared_steering"] = sh
+            files = zip(names_, (encode_png(f) if encode else f for f in frames), strict=True)
+            results.append((record, list(files)))
+        return results
 
     def process_all(
-        self, items: Sequence[WorkItem], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        items: Sequence[WorkItem],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        encode: bool = True,
     ) -> Iterator[Result]:
         """:meth:`process_batch` over :func:`batches` of ``items``, yielding as each finishes."""
         for batch in batches(items, batch_size):
-            yield from self.process_batch(batch)
+            yield from self.process_batch(batch, encode=encode)

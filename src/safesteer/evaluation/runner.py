@@ -1,11 +1,16 @@
 """The evaluation loop: generate each work item, score it, store it; resumable at any point.
 
 :func:`evaluate` plans every (condition, α, prompt, image) item, skips those already in the
-run's store, and for each remaining one: generates with the pipeline (steered by the
-condition's pack at strength α through :func:`safesteer.targets.steered`), writes the image(s)
-atomically, scores them, then appends the item's record. At the end it computes FID per
-(condition, α) on the utility prompts and writes ``summary.json``. ``ray_address`` sends the
-items to Ray workers instead (:mod:`safesteer.evaluation.ray_runner`); the store is the same.
+run's store, and runs the rest in pipeline calls of ``batch_size`` items of one condition
+and α (:func:`~safesteer.evaluation.context.batches`; on CPU the same images and records as one
+item per call): generates with the pipeline (steered by the condition's pack at strength α
+through :func:`safesteer.targets.steered`), scores, then hands each item to a writer thread
+that encodes and writes its image(s) atomically and only then appends its record — PNG
+encoding and fsyncs run while the next call generates. A killed run loses at most the items
+still queued (never a half-written file or a record without its files) and resumes. At the
+end it computes FID per (condition, α) on the utility prompts and writes ``summary.json``.
+``ray_address`` sends the items to Ray workers instead (:mod:`safesteer.evaluation.ray_runner`);
+the store is the same.
 
 Example:
     >>> from safesteer.evaluation.protocol import PRESETS
@@ -23,6 +28,8 @@ import dataclasses
 import fcntl
 import functools
 import logging
+import queue
+import threading
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +49,7 @@ from safesteer.evaluation.context import (
 from safesteer.evaluation.fid import FIDScorer, load_reference_images
 from safesteer.evaluation.protocol import ProtocolRecord, preset_notes, resolved_path
 from safesteer.evaluation.registry import settings_record
-from safesteer.evaluation.store import ResultsStore
+from safesteer.evaluation.store import ResultsStore, encode_png
 from safesteer.evaluation.summary import summarize
 from safesteer.evaluation.workplan import (
     WorkItem,
@@ -57,6 +64,7 @@ log = logging.getLogger("safesteer.evaluation")
 __all__ = [
     "EvaluationResult",
     "EvaluationSpec",
+    "StoreWriter",
     "batches",
     "build_fid",
     "compute_fid",
@@ -159,18 +167,61 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 def store_item(
     store: ResultsStore,
     record: dict[str, Any],
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes | Image.Image]],
     skip: Container[str] = (),
 ) -> int:
-    """Write an item's files, then (only then) its record and those of the conditions sharing
-    it (:func:`~safesteer.evaluation.workplan.shared_records`), leaving out ids in ``skip``
+    """Write an item's files (PNG-encoding images given as such), then (only then) its record
+    and those of the conditions sharing it
+    (:func:`~safesteer.evaluation.workplan.shared_records`), leaving out ids in ``skip``
     (already stored); returns how many records were appended."""
     for relpath, data in files:
-        store.write_image_bytes(relpath, data)
+        store.write_image_bytes(relpath, data if isinstance(data, bytes) else encode_png(data))
     records = [r for r in shared_records(record) if r["id"] not in skip]
     for r in records:
         store.append(r)
     return len(records)
+
+
+class StoreWriter:
+    """Stores items on a background thread, in the order given (:func:`store_item` each).
+
+    ``put`` blocks when ``depth`` items are waiting (bounded memory); an error on the writer
+    thread is raised by the next ``put`` or by ``close``, which writes everything queued.
+    ``skip``: record ids already stored (see :func:`store_item`); ``appended`` counts the
+    records written.
+    """
+
+    def __init__(self, store: ResultsStore, depth: int = 8, skip: Container[str] = ()) -> None:
+        self.store = store
+        self.skip = skip
+        self.appended = 0
+        self._queue: queue.Queue[Result | None] = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="safesteer-store", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (entry := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.appended += store_item(self.store, *entry, skip=self.skip)
+                except BaseException as exc:  # handed to the main thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, record: dict[str, Any], files: Sequence[tuple[str, bytes | Image.Image]]) -> None:
+        self._raise()
+        self._queue.put((record, list(files)))
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, re-raise its error if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
 
 
 def compute_fid(store: ResultsStore, fid: FIDScorer, reference_dir: str) -> dict[str, Any]:
@@ -211,8 +262,9 @@ def evaluate(
 ) -> EvaluationResult:
     """Run (or resume) an evaluation into ``spec.out``; see the module docstring.
 
-    ``batch_size``: work items per batch (same condition and α; :func:`batches`), the unit
-    both the local loop and Ray workers process.
+    ``batch_size``: work items per batch (same condition and α; :func:`batches`): one
+    pipeline call, the unit both the local loop and Ray workers process. Recorded under the
+    protocol's execution, not its fingerprint: a run resumes with another batch size.
 
     ``max_items`` stops after that many new items (for smoke runs); a rerun continues.
     ``ray_address``: ``"local"`` starts a local Ray, anything else is passed to ``ray.init``.
@@ -250,7 +302,9 @@ def evaluate(
         else:
             ctx = EvaluationContext(spec)
             described = ctx.describe()
-            process_all = functools.partial(ctx.process_all, batch_size=batch_size)
+            process_all = functools.partial(ctx.process_all, batch_size=batch_size, encode=False)
+        # how it ran, not what it computes: kept out of the protocol's fingerprint
+        described["execution"] = {**described.get("execution", {}), "batch_size": batch_size}
         protocol = make_protocol(spec, described, conditions, fid)
         store.open(dataclasses.replace(protocol, work=work_record(items, generated)))
         done = store.completed()
@@ -270,11 +324,16 @@ def evaluate(
         bar = stack.enter_context(
             _progress(len(generated), len(generated) - len(missing), progress)
         )
-        n = made = 0
-        for record, files in process_all(missing[:max_items]):
-            n += store_item(store, record, files, skip=done)  # files first, then the records
-            made += 1
-            bar.update(1)
+        made = 0
+        writer = StoreWriter(store, depth=2 * batch_size, skip=done)
+        try:
+            for record, files in process_all(missing[:max_items]):
+                writer.put(record, files)  # files first, then the records, on the writer thread
+                made += 1
+                bar.update(1)
+        finally:
+            writer.close()
+        n = writer.appended
         if fid is not None and spec.fid_reference and len(store.completed()) == len(items):
             log.info("computing FID per (condition, α) against %s", spec.fid_reference)
             compute_fid(store, fid, spec.fid_reference)

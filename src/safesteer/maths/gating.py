@@ -297,8 +297,12 @@ class Gate:
                 f"got {tuple(pooled.shape)}",
                 hint="pool the states of the pipeline the gate was fitted for",
             )
-        xc = pooled.float() - self.centre_
-        return {n: -(xc @ u) / self.scales_[n] for n, u in self.directions_.items()}
+        xc = (pooled.float() - self.centre_).double()
+        # a float64 product rounded to float32: a row's score does not depend on how many rows
+        # are scored with it (float32 matrix-vector kernels differ in the last bits by row count)
+        return {
+            n: (-(xc @ u.double())).float() / self.scales_[n] for n, u in self.directions_.items()
+        }
 
     def _triggered(self, scores: Mapping[str, Tensor]) -> Tensor:
         return torch.stack([scores[n] > self.thresholds_[n] for n in self.directions_])

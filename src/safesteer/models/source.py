@@ -7,7 +7,10 @@ Layer numbering is that of Hugging Face ``output_hidden_states``: ``0`` is the e
 
 How a prompt is pooled (``h_s(x)`` of method.md §1):
 
-1. the prompt is tokenized (optionally inside the chat template as a user turn), right-padded;
+1. the prompt is tokenized (optionally inside the chat template as a user turn) and read in a
+   batch of prompts with the same token count, unpadded
+   (:func:`~safesteer.models.batching.same_length_batches`): its state is a function of its
+   text alone, whatever else is read with it or was cached before;
 2. tokens kept: attention mask True **and** neither flagged by the tokenizer's
    ``special_tokens_mask`` nor one of its ``all_special_ids`` (so BOS/EOS/CLS/SEP/PAD and chat
    markers such as ``<|im_start|>`` are excluded; the template's plain-text words such as
@@ -40,6 +43,7 @@ from torch import Tensor, nn
 
 from safesteer.errors import InputError, ModelLoadError
 from safesteer.maths.pooling import DEFAULT_OUTLIER_RATIO, robust_mean
+from safesteer.models.batching import filled, same_length_batches
 from safesteer.models.cache import StateCache
 from safesteer.models.zoo import (
     LoadedModel,
@@ -75,7 +79,9 @@ class SourceReader:
 
     Args:
         loaded: model, tokenizer and id, from :func:`load_preset` or :func:`load_pretrained`.
-        batch_size: prompts per forward pass (prompts are sorted by length first).
+        batch_size: most prompts per forward pass; a batch holds prompts of one token count
+            only (:func:`~safesteer.models.batching.same_length_batches`), so nothing is padded
+            and a prompt's state never depends on which prompts it was read with.
         chat_template: wrap each prompt as a user turn of the tokenizer's chat template.
         outlier_ratio: drop tokens with norm > ratio × median norm; None keeps every real token.
         max_length: longer prompts are truncated to this many tokens.
@@ -120,6 +126,7 @@ class SourceReader:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.settings = {
             "pooling": "mean-real-tokens-v1",
+            "batching": "same token count, unpadded (safesteer.models.batching)",
             "exclude": "special_tokens_mask",
             "outlier_ratio": outlier_ratio,
             "chat_template": chat_template,
@@ -306,22 +313,33 @@ class SourceReader:
                 h.remove()
         return {layer: captured[layer] for layer in want}, mask
 
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each (templated) text as :meth:`token_states` encodes it."""
+        ids = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=not self.chat_template,
+        )["input_ids"]
+        return [len(i) for i in ids]
+
     def _compute(self, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, Tensor]:
         texts = self._texts(prompts)
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        # batches of equal token count: no padding, so a state depends on its text only
+        lengths = self.token_lengths(texts)
+        batches = same_length_batches(lengths, self.batch_size)
         out = {layer: torch.empty(len(texts), self.hidden_size) for layer in layers}
-        starts = range(0, len(order), self.batch_size)
         show = self.progress if self.progress is not None else len(texts) >= _PROGRESS_MIN_PROMPTS
         if show:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"reading {self.model_id.split('@')[0]}", unit="batch")
-        for start in starts:
-            idx = order[start : start + self.batch_size]
-            states, mask = self.token_states([texts[i] for i in idx], layers)
+            batches = tqdm(batches, desc=f"reading {self.model_id.split('@')[0]}", unit="batch")
+        for idx in batches:
+            run = filled(idx, lengths[idx[0]])  # enough rows for row-independent products
+            states, mask = self.token_states([texts[i] for i in run], layers)
+            n = len(idx)
             for layer, s in states.items():
-                result = robust_mean(s, mask, self.outlier_ratio)
+                result = robust_mean(s[:n], mask[:n], self.outlier_ratio)
                 out[layer][idx] = result.pooled.float().cpu()  # float32 on CPU, whatever ran
                 counts = self.exclusions.setdefault(layer, Counter())
                 counts.update(result.excluded.nonzero()[:, 1].cpu().tolist())

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
-from safesteer.maths.pooling import masked_mean
 
 #: pipeline -> {conditioning space: D}, so attaching per call does not re-encode (weak: no leak)
 _DIMS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
@@ -180,18 +179,14 @@ class TargetAdapter:
         return EncodedPrompts(states.detach().float().cpu(), mask.detach().bool().cpu())
 
     def pooled(self, prompts: Sequence[str], batch_size: int = 16) -> Tensor:
-        """``[N, D]`` masked means of :meth:`encode` over real tokens, in batches."""
+        """``[N, D]`` masked means of :meth:`encode` over real tokens, in batches of prompts
+        with the same token count (:func:`safesteer.targets.pooled.pooled_by_length`)."""
+        from safesteer.targets.pooled import pooled_by_length
+
         texts = as_prompt_list(prompts) or []
         if not texts:
             raise InputError("no prompts to pool", hint="pass at least one prompt")
-        from safesteer.logs import progress
-
-        rows = []
-        starts = range(0, len(texts), batch_size)
-        for i in progress(starts, desc=f"pooling {self.target_id} states", unit="batch"):
-            enc = self.encode(texts[i : i + batch_size])
-            rows.append(masked_mean(enc.states, enc.mask))
-        return torch.cat(rows)
+        return pooled_by_length(self, texts, batch_size)
 
     # ---- hooks shared with attach ----------------------------------------------------------
     def states_and_mask(
