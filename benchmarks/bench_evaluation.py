@@ -89,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = iter(range(10**6))
 
-        def spec(batch_size: int, **changes: object) -> EvaluationSpec:
+        def spec(**changes: object) -> EvaluationSpec:
             base = EvaluationSpec(
                 pipeline="tiny-sd",
                 out=str(Path(tmp) / f"run{next(runs)}"),
@@ -97,14 +97,13 @@ def main() -> None:
                 prompt_sets=(PromptSet.inline("p", "utility", prompts),),
                 settings=settings,
                 torch_threads=1,
-                batch_size=batch_size,
             )
             return dataclasses.replace(base, **changes)
 
         b = DEFAULT_BATCH_SIZE
         times = alternate(
             {
-                "evaluate": lambda: evaluate(spec(b), progress=False),
+                "evaluate": lambda: evaluate(spec(), progress=False, batch_size=b),
                 "plain_batched": lambda: plain_loop(prompts, Path(tmp) / f"plain{next(runs)}", b),
                 "plain_one": lambda: plain_loop(prompts, Path(tmp) / f"plain{next(runs)}", 1),
             },
@@ -140,8 +139,8 @@ def main() -> None:
         scored = settings.replace(classifiers=("nudenet", "open_nsfw"))
         times = alternate(
             {
-                "batched": lambda: evaluate(spec(b, settings=scored), progress=False),
-                "one": lambda: evaluate(spec(1, settings=scored), progress=False),
+                "batched": lambda: evaluate(spec(settings=scored), progress=False, batch_size=b),
+                "one": lambda: evaluate(spec(settings=scored), progress=False, batch_size=1),
             },
             repeats,
         )
