@@ -199,6 +199,9 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             cache_dir=str(tmp_path / "hf-cache"),
         )
 
+    import safesteer.hub
+
+    monkeypatch.setattr(safesteer.hub, "hub_reachable", lambda *_: True)  # the fake answers
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", info)
     monkeypatch.setattr(datasets, "load_dataset", load)
     return calls

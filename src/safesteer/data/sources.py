@@ -413,8 +413,10 @@ class HubDownload:
 
 
 def _offline() -> bool:
-    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return any(f.strip().lower() in ("1", "true", "yes", "on") for f in flags)
+    from safesteer.hub import hub_offline
+
+    flag = os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower()
+    return hub_offline() or flag in ("1", "true", "yes", "on")
 
 
 def _no_hub(ref: HfRef, why: str) -> InputError:
@@ -426,10 +428,16 @@ def _no_hub(ref: HfRef, why: str) -> InputError:
 
 
 def hub_download(ref: HfRef) -> HubDownload:
-    """Ask the hub for the data set's revision (fails in ≤ :data:`HUB_TIMEOUT_S` without it),
-    then load the split with ``datasets``. The only function here that uses the network."""
+    """Ask the hub for the data set's revision, then load the split with ``datasets``: the
+    only function here that uses the network. Without a hub it fails at once: offline flags,
+    then :func:`safesteer.hub.hub_reachable` (a 2 s handshake), then a
+    :data:`HUB_TIMEOUT_S` limit on the revision request."""
+    from safesteer.hub import hub_reachable
+
     if _offline():
         raise _no_hub(ref, "the hub is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+    if not hub_reachable():
+        raise _no_hub(ref, "the hub cannot be reached (no answer within 2 s)")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (
         GatedRepoError,
