@@ -246,6 +246,17 @@ def test_hf_wikitext_preset_drops_headings_and_a_bad_column_is_named(fake_hub):
         src.resolve_anchors("hf:nobody/nothing")
 
 
+def test_without_a_known_column_name_the_only_text_column_is_used():
+    def rows(**dtypes: str) -> SimpleNamespace:
+        features = {k: SimpleNamespace(dtype=v) for k, v in dtypes.items()}
+        return SimpleNamespace(column_names=list(dtypes), features=features)
+
+    ref = src.parse_hf("hf:owner/name")
+    assert src._pick_column(ref, ["id", "body"], rows(id="int64", body="string")) == "body"
+    with pytest.raises(InputError, match=r"which column holds the text\? .*fix: add #<column>"):
+        src._pick_column(ref, ["a", "b"], rows(a="string", b="string"))
+
+
 def test_a_damaged_cache_is_refused(fake_hub):
     src.resolve_anchors("hf:owner/captions")
     data, _ = src.cache_paths(src.parse_hf("hf:owner/captions"))

@@ -572,7 +572,8 @@ def hub_texts(ref: HfRef) -> tuple[list[str], dict[str, Any]]:
     got = hub_download(ref)
     columns = list(getattr(got.rows, "column_names", None) or [])
     column = _pick_column(ref, columns, got.rows)
-    texts = _clean([row[column] for row in got.rows], ref.clean)
+    values = got.rows[column] if hasattr(got.rows, "column_names") else []
+    texts = _clean(list(values), ref.clean)
     if not texts:
         raise InputError(f"{ref.canonical()} has no texts in column {column!r}", hint="#<column>")
     return texts, _write_cache(ref, texts, got, column)
