@@ -87,7 +87,7 @@ from safesteer.errors import InputError
 T = TypeVar("T")
 
 OURS_LICENCE = "Apache-2.0 (safesteer's own)"
-#: named pair sets: name → (what, part)
+#: named pair sets (``safesteer`` = ``safesteer:direction``; ``ours`` = ``ours:train``)
 PAIR_NAMES: tuple[str, ...] = (
     "safesteer",
     "safesteer:direction",
