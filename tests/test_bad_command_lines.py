@@ -114,6 +114,21 @@ ROWS: list[tuple[str, str]] = [
     (BUILD + " --out {out}/p.safetensors --map banana", "--map: invalid choice"),
     (BUILD + " --out {out}/p.safetensors --calibration banana", "--calibration: invalid choice"),
     (BUILD + " --out {pack} --pairs {bad_pairs}", "not valid UTF-8: line 3"),  # pack kept
+    # ---- build: data specs (safesteer.data.sources)
+    (BUILD + " --out {out}/p.safetensors --pairs banana", "--pairs: unknown pairs set 'banana'"),
+    (BUILD + " --out {out}/p.safetensors --pairs safesteer:dev", "unknown pairs set"),
+    (BUILD + " --out {out}/p.safetensors --pairs hf:owner/name", "hub data sets are for --anchors"),
+    (BUILD + " --out {out}/p.safetensors --anchors banana", "--anchors: unknown anchors set"),
+    (BUILD + " --out {out}/p.safetensors --anchors parti,bananas", "unknown anchors set 'bananas'"),
+    (BUILD + " --out {out}/p.safetensors --anchors parti:banana", "unknown part 'banana'"),
+    (BUILD + " --out {out}/p.safetensors --anchors parti,,ours", "has an empty part"),
+    (BUILD + " --out {out}/p.safetensors --anchors parti[:0]", "asks for 0 items"),
+    (BUILD + " --out {out}/p.safetensors --anchors hf:", "is not a hub data set spec"),
+    (BUILD + " --out {out}/p.safetensors --anchors hf:a/b/c/d", "is not a hub data set spec"),
+    (BUILD + " --out {out}/p.safetensors --anchors hf:a/b@x/y/z", "is not a hub data set spec"),
+    (BUILD + " --out {out}/p.safetensors --per banana", "--per: invalid choice"),
+    (BUILD + " --out {out}/p.safetensors --pairs ours --per subcategory", "have no subcategory"),
+    (BUILD + " --out {out}/p.safetensors --pairs {pairs} --per subcategory", "no subcategory"),
     # ---- demo
     (DEMO + " --max-pairs 0", "--max-pairs: 0 is too small"),
     (DEMO + " --max-pairs -1", "--max-pairs: -1 is too small"),
@@ -267,6 +282,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "bad.txt").write_bytes(b"a red house\na dog\na caf\xe9 in Paris\n")  # latin-1
     good = json.dumps({"safe": "a calm cat", "unsafe": "a hurt cat", "category": "violence"})
     (root / "bad_pairs.jsonl").write_bytes(f"{good}\n{good}\n".encode() + b'{"safe": "\xff"}\n')
+    (root / "pairs.jsonl").write_text(f"{good}\n{good}\n", encoding="utf-8")
     (root / "junk.safetensors").write_bytes(b"not a pack")
     g = torch.Generator().manual_seed(0)
     pack = SafetyPack(
@@ -301,6 +317,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "empty": str(root / "empty.txt"),
         "bad_utf8": str(root / "bad.txt"),
         "bad_pairs": str(root / "bad_pairs.jsonl"),
+        "pairs": str(root / "pairs.jsonl"),
         "junk": str(root / "junk.safetensors"),
         "pack": str(root / "pack.safetensors"),
         "run": str(run),

@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "load_prompts": "safesteer.data",
     "read_anchors": "safesteer.data",
     "read_pairs": "safesteer.data",
+    "resolve_anchors": "safesteer.data.sources",
+    "resolve_pairs": "safesteer.data.sources",
     # --- models ---
     "LoadedModel": "safesteer.models",
     "SourceReader": "safesteer.models",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         read_anchors,
         read_pairs,
     )
+    from safesteer.data.sources import resolve_anchors, resolve_pairs
     from safesteer.evaluation.clip_model import load_clip
     from safesteer.evaluation.clip_score import clip_score
     from safesteer.evaluation.context import EvaluationSpec

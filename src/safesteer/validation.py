@@ -30,6 +30,8 @@ dtype                                    ``v.dtype`` (float32, float16, bfloat16
 a file to read / a folder to read        ``v.input_file`` (``v.text_file``: also UTF-8) /
                                          ``v.input_dir``
 a prompt file (txt/csv/jsonl/parquet…)   ``v.prompt_file``
+pairs / anchors spec (``--pairs``,       ``sources.pairs_spec`` / ``sources.anchors_spec``
+``--anchors``: named set, file, hf:)     (in ``safesteer.data.sources``: it knows the names)
 a file to write / a folder to write      ``v.output_file`` / ``v.output_dir``
 comma-separated names                    ``v.name_list``
 Ray address                              ``v.ray_address``

@@ -7,9 +7,12 @@ of the two), after a memory estimate from the models' configs (:mod:`safesteer.j
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
+from typing import Any
 
 from safesteer import validation as v
 from safesteer.commands._model_options import add_model_options
+from safesteer.data import sources
 from safesteer.maths.alignment import MAPS
 from safesteer.maths.calibration import CALIBRATIONS
 
@@ -42,10 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=v.output_file, required=True, help="pack file to write (.safetensors)"
     )
     parser.add_argument(
-        "--pairs", type=v.text_file, default=None, help="pairs file (jsonl: safe, unsafe, category)"
+        "--pairs",
+        type=sources.pairs_spec,
+        default=None,
+        help="safe/unsafe pairs: a named set (safesteer, safesteer:train, safesteer:test, ours…) "
+        "or a JSON-lines file (safe, unsafe, category[, subcategory]); default: the library's",
     )
     parser.add_argument(
-        "--anchors", type=v.prompt_file, default=None, help="benign anchors file (txt/csv/jsonl…)"
+        "--anchors",
+        type=sources.anchors_spec,
+        default=None,
+        help="benign anchors: named sets (all, parti, compbench, geneval, safesteer-safe, ours; "
+        "comma-joined; [:N] for at most N), hf:<owner/name>[:config][@rev][/split][#column] "
+        "(hf:wikitext, hf:coco, hf:flickr; cached), or a prompt file; default: the library's",
+    )
+    parser.add_argument(
+        "--per",
+        choices=list(sources.GROUPINGS),
+        default="category",
+        help="fit one direction per category (default) or per subcategory (SafeSteerDataset: 23)",
     )
     parser.add_argument(
         "--native",
@@ -67,7 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the pack and save it."""
-    from safesteer.data import read_anchors, read_pairs
     from safesteer.errors import InputError
     from safesteer.jobs.staged_build import BuildPlan, build_staged
 
@@ -76,8 +93,15 @@ def run(args: argparse.Namespace) -> int:
             "build needs --source and --layer (or --native for the target-side baseline)",
             hint="e.g. --source smollm2-135m --layer auto",
         )
-    pairs = read_pairs(args.pairs) if args.pairs else None
-    anchors = read_anchors(args.anchors) if args.anchors else None
+    # specs resolve (files read, hub sets downloaded or read from the cache) before any model
+    pairs_src = sources.resolve_pairs(args.pairs) if args.pairs else None
+    if args.per != "category" and pairs_src is None:
+        pairs_src = sources.resolve_pairs(sources.DEFAULT_PAIRS)
+    anchors_src = sources.resolve_anchors(args.anchors) if args.anchors else None
+    pairs, groups = (
+        sources.group_pairs(pairs_src.items, args.per) if pairs_src is not None else (None, {})
+    )
+    anchors = anchors_src.items if anchors_src is not None else None
     plan = BuildPlan(
         source=args.source or "",
         layer=args.layer if args.layer is not None else "auto",
@@ -95,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.skip_memory_check,
     )
     pack, _ = build_staged(plan)
+    pack = _with_data_record(pack, pairs_src, anchors_src, args.per, groups)
     path = pack.save(args.out)
     what = (
         "native baseline (target-side unsafe data)"
@@ -108,4 +133,35 @@ def run(args: argparse.Namespace) -> int:
         f"categories {', '.join(pack.categories) or 'none'}, "
         f"max_sequence_length {pack.encoding.get('max_sequence_length')}"
     )
+    print(f"data: {pack.provenance.get('data')}")
     return 0
+
+
+def _with_data_record(
+    pack: Any,
+    pairs: sources.Resolved[Any] | None,
+    anchors: sources.Resolved[str] | None,
+    per: str,
+    groups: dict[str, str],
+) -> Any:
+    """The pack with its provenance saying which data built it: specs, labels, licences and
+    the direction grouping (a source the user did not name keeps the library's own record)."""
+    if pairs is None and anchors is None:
+        return pack
+    prov = dict(pack.provenance)
+    said = []
+    licences = dict(prov.get("data_licenses") or {})
+    for role, src in (("pairs", pairs), ("anchors", anchors)):
+        if src is not None:
+            prov.update(src.provenance(role))
+            licences.update(src.licences)
+            said.append(f"{role}: {src.label}")
+        else:
+            said.append(f"{role}: {prov.get(f'{role}_label', 'the library default')}")
+    prov["data"] = "; ".join(said)
+    if licences:
+        prov["data_licenses"] = licences
+    prov["direction_groups"] = per
+    if per != "category":
+        prov["group_categories"] = dict(sorted(groups.items()))
+    return replace(pack, provenance=prov)

@@ -68,7 +68,8 @@ def load_pairs(split: str = "train", categories: tuple[str, ...] | None = None) 
 
 
 def read_pairs(path: str | Path) -> list[PromptPair]:
-    """A user's prompt pairs: a JSON-lines file, one ``{"safe", "unsafe", "category"}`` a line."""
+    """A user's prompt pairs: a JSON-lines file, one ``{"safe", "unsafe", "category"}`` a line
+    (an optional ``"subcategory"`` is kept: ``safesteer build --per subcategory``)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"pairs file {p} does not exist", hint="check the path")
@@ -81,7 +82,12 @@ def read_pairs(path: str | Path) -> list[PromptPair]:
         try:
             row = json.loads(line)
             pairs.append(
-                PromptPair(str(row["safe"]), str(row["unsafe"]), str(row.get("category", "all")))
+                PromptPair(
+                    str(row["safe"]),
+                    str(row["unsafe"]),
+                    str(row.get("category", "all")),
+                    str(row.get("subcategory", "")),
+                )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise InputError(
