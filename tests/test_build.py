@@ -10,12 +10,15 @@ import torch
 
 from safesteer.build import (
     SidePairs,
+    SourceSide,
+    assemble_multi_source_pack,
     assemble_pack,
     build_pack,
     native_pack,
 )
 from safesteer.data import PromptPair, read_pairs
 from safesteer.errors import InputError
+from safesteer.maths.directions import average_transported
 from safesteer.maths.metrics import cosine
 from safesteer.pack import SafetyPack, source_spec
 
@@ -46,7 +49,7 @@ def _side(p: dict[str, torch.Tensor]) -> SidePairs:
     return SidePairs(p["safe"], p["unsafe"], tuple(["a"] * (n // 2) + ["b"] * (n - n // 2)))
 
 
-@pytest.mark.parametrize("kind", ["procrustes", "ridge"])
+@pytest.mark.parametrize("kind", ["procrustes", "ridge", "whiten-recolour"])
 def test_assemble_pack_recovers_planted_direction(kind: str) -> None:
     p = planted()
     built = assemble_pack(
@@ -60,7 +63,8 @@ def test_assemble_pack_recovers_planted_direction(kind: str) -> None:
     )
     pack = built.pack
     v_s = (p["safe"] - p["unsafe"]).mean(0)
-    # Procrustes recovers Qᵀ exactly; ridge shrinks low-variance directions a little
+    # Procrustes recovers Qᵀ exactly; ridge shrinks low-variance directions a little, and
+    # whiten–recolour's shrunk covariances (anchors span 16 of 24 source dims) do too
     floor = 0.999 if kind == "procrustes" else 0.97
     assert cosine(pack.global_vector, v_s @ p["q"]) > floor
     assert built.beta == pytest.approx(2.0, rel=1e-3)
@@ -274,3 +278,90 @@ def test_fewer_anchors_than_the_map_needs_is_a_warning(kind: str, need: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error", SafeSteerWarning)
         warn_few_anchors(kind, need, 64, 48)
+
+
+def test_packs_record_the_to_projection_target_from_benign_anchors() -> None:
+    p = planted()
+    kw = dict(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        map_kind="procrustes",
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={},
+    )
+    pack = assemble_pack(**kw).pack  # type: ignore[arg-type]
+    u = pack.global_vector.double() / pack.global_vector.double().norm()
+    proj = p["tgt_anchors"].double() @ u
+    assert pack.calibration["to_projection_q"] == 0.95
+    assert pack.calibration["to_projection_tau"] == pytest.approx(float(torch.quantile(proj, 0.95)))
+    other = assemble_pack(to_projection_q=0.5, **kw).pack  # type: ignore[arg-type]
+    assert other.calibration["to_projection_tau"] == pytest.approx(float(proj.median()), rel=1e-3)
+    safe_t, unsafe_t = 2.0 * p["safe"] @ p["q"], 2.0 * p["unsafe"] @ p["q"]
+    native = native_pack(
+        target=SidePairs(safe_t, unsafe_t, _side(p).categories),
+        gate_anchors=p["tgt_anchors"],
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={},
+    ).pack
+    un = native.global_vector.double() / native.global_vector.double().norm()
+    want = float(torch.quantile(p["tgt_anchors"].double() @ un, 0.95))
+    assert native.calibration["to_projection_tau"] == pytest.approx(want)
+
+
+def test_multi_source_pack_averages_each_sources_calibrated_vectors() -> None:
+    p = planted()
+    g = torch.Generator().manual_seed(11)
+    rot, _ = torch.linalg.qr(torch.randn(DS, DS, generator=g))  # a second "source": rotated
+    second = {k: (v @ rot if k in ("src_anchors", "safe", "unsafe") else v) for k, v in p.items()}
+    second["safe"] = second["safe"] + 0.3 * torch.randn(len(p["safe"]), DS, generator=g)
+    sides = [
+        SourceSide(_side(p), p["src_anchors"], {"source_model": "one", "source_layer": 3}),
+        SourceSide(_side(second), second["src_anchors"], {"source_model": "two"}),
+    ]
+    common = dict(
+        target_anchors=p["tgt_anchors"],
+        map_kind="procrustes",
+        target_id="planted",
+        conditioning_space="test/planted",
+    )
+    built = assemble_multi_source_pack(sources=sides, provenance={"data": "planted"}, **common)  # type: ignore[arg-type]
+    singles = [
+        assemble_pack(
+            source=side.pairs,
+            source_anchors=side.anchors,
+            provenance={},
+            **common,  # type: ignore[arg-type]
+        ).pack
+        for side in sides
+    ]
+    pack = built.pack
+    want = average_transported([s.global_vector for s in singles])
+    assert torch.allclose(pack.global_vector, want, atol=1e-5)
+    for c in ("a", "b"):
+        cat = average_transported([s.category_vectors[c] for s in singles])
+        assert torch.allclose(pack.category_vectors[c], cat, atol=1e-5)
+    assert cosine(pack.global_vector, singles[0].global_vector) < 0.99999  # both sources count
+    sources = pack.provenance["sources"]
+    assert [s["source_model"] for s in sources] == ["one", "two"]
+    assert all("map_params" in s and s["beta"] > 0 for s in sources)
+    assert pack.calibration["n_sources"] == 2.0 and pack.provenance["data"] == "planted"
+    assert len(built.extras["carried"]) == 2
+    # gate and τ are fitted on the averaged vectors; the source gate is the first source's
+    assert pack.gate is not None and pack.source_gate is not None
+    assert pack.source_gate_spec["model_id"] == "one" and pack.source_gate_spec["layer"] == 3
+    assert pack.source_gate.centre_.shape == (DS,)
+    u = pack.global_vector.double() / pack.global_vector.double().norm()
+    tau = float(torch.quantile(p["tgt_anchors"].double() @ u, 0.95))
+    assert pack.calibration["to_projection_tau"] == pytest.approx(tau)
+    with pytest.raises(InputError, match="different categories"):
+        odd = SidePairs(p["safe"], p["unsafe"], ("a",) * len(p["safe"]))
+        assemble_multi_source_pack(
+            sources=[sides[0], SourceSide(odd, p["src_anchors"])],
+            provenance={},
+            **common,  # type: ignore[arg-type]
+        )
+    with pytest.raises(InputError, match="no sources"):
+        assemble_multi_source_pack(sources=[], provenance={}, **common)  # type: ignore[arg-type]

@@ -7,10 +7,16 @@ The method (method.md §1–§5) in one place, each step a named library call:
 3. ``ṽ = T(v_s)``, calibrated ``v_t = β‖v_s‖ ṽ/‖ṽ‖`` (or the benign z-score rule);
 4. a :class:`Gate` fitted on benign target anchors only, and a *source gate* [ours]: the same
    :class:`Gate` fitted on the benign anchors' source states with the source directions (the
-   source side is where unsafe pairs are allowed; its thresholds still come from benign data).
+   source side is where unsafe pairs are allowed; its thresholds still come from benign data);
+5. the target projection τ of the ``"to-projection"`` steering rule [ours]: the q-quantile of
+   the benign target anchors' projections on ``v̂_t`` (calibration ``to_projection_tau``,
+   ``to_projection_q``; :func:`safesteer.maths.steering.projection_target`).
 
 :func:`assemble_pack` works on pooled states already computed (the default job reads each model
 once and builds many packs from the same states); :func:`build_pack` reads the states first.
+:func:`assemble_multi_source_pack` [ours, issue 11] carries the directions of several source
+models through one map each (fitted on the same anchors) and averages them
+(:func:`safesteer.maths.directions.average_transported`).
 
 Example (the packaged models; ``safesteer build`` is the same from the command line):
     >>> from safesteer.models import SourceReader
@@ -44,8 +50,14 @@ from torch import Tensor
 from safesteer.errors import InputError, SafeSteerWarning
 from safesteer.maths.alignment import MAPS, AlignmentMap, make_map
 from safesteer.maths.calibration import CALIBRATIONS, anchor_scale_ratio
-from safesteer.maths.directions import Direction, category_directions, difference_of_means
+from safesteer.maths.directions import (
+    Direction,
+    average_transported,
+    category_directions,
+    difference_of_means,
+)
 from safesteer.maths.gating import Gate
+from safesteer.maths.steering import DEFAULT_PROJECTION_QUANTILE, projection_target
 from safesteer.pack import DEFAULT_ALPHA, SafetyPack, source_spec
 from safesteer.provenance import software_record, text_set_hash
 
@@ -145,12 +157,14 @@ def transported_vector(
 def anchors_needed(map_kind: str, source_dim: int, target_dim: int) -> int:
     """Benign anchors that determine a map of ``map_kind`` (below this it is underdetermined).
 
-    Procrustes: ``C = Tᵀ S`` must have full rank, ``min(d_s, d_t)``; ridge and the MLP regress
+    Procrustes (and the rotation of whiten–recolour): ``C = Tᵀ S`` must have full rank,
+    ``min(d_s, d_t)``; ridge and the MLP regress
     on ``d_s`` source features, so ``d_s``. With fewer anchors the map fits noise in the
     anchors' last bits, and packs built from caches of different histories drift apart (33%
     with 200 anchors for 576 → 640 dims).
     """
-    return min(source_dim, target_dim) if map_kind == "procrustes" else source_dim
+    rotations = ("procrustes", "whiten-recolour")  # their rotation's cross-covariance
+    return min(source_dim, target_dim) if map_kind in rotations else source_dim
 
 
 def warn_few_anchors(map_kind: str, n_anchors: int, source_dim: int, target_dim: int) -> None:
@@ -164,6 +178,88 @@ def warn_few_anchors(map_kind: str, n_anchors: int, source_dim: int, target_dim:
             SafeSteerWarning,
             stacklevel=3,
         )
+
+
+def projection_calibration(
+    anchors: Tensor, vector: Tensor, q: float = DEFAULT_PROJECTION_QUANTILE
+) -> dict[str, float]:
+    """``{"to_projection_tau": τ, "to_projection_q": q}`` for a pack's calibration: τ the
+    q-quantile of the benign ``anchors``' projections on ``v̂`` (the ``"to-projection"`` rule)."""
+    return {"to_projection_tau": projection_target(anchors, vector, q), "to_projection_q": q}
+
+
+@dataclass(frozen=True)
+class Carried:
+    """One source's directions carried into the target: map, β, source and target vectors."""
+
+    map: AlignmentMap
+    beta: float
+    source_direction: Direction
+    source_categories: dict[str, Direction]
+    vector: Tensor
+    categories: dict[str, Tensor]
+
+
+def carry_directions(
+    source: SidePairs,
+    source_anchors: Tensor,
+    target_anchors: Tensor,
+    map_kind: str,
+    *,
+    calibration: str = "beta",
+    map_kwargs: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Carried:
+    """Steps 1–3: directions from the source pairs, a map on the benign anchors, transported
+    and calibrated vectors (global and per category)."""
+    if map_kind not in MAPS:
+        raise InputError(f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAPS)}")
+    if calibration not in CALIBRATIONS:
+        raise InputError(
+            f"unknown calibration {calibration!r}", hint=f"use one of {', '.join(CALIBRATIONS)}"
+        )
+    warn_few_anchors(
+        map_kind, int(source_anchors.shape[0]), source_anchors.shape[1], target_anchors.shape[1]
+    )
+    src_prov = {
+        "space": "source",
+        **{k: str(v) for k, v in (provenance or {}).items() if k.startswith("source")},
+    }
+    v_s, cat_s = source.directions("source", src_prov)
+    fitted = make_map(map_kind, **dict(map_kwargs or {})).fit(source_anchors, target_anchors)
+    beta = anchor_scale_ratio(source_anchors, target_anchors)
+    rule = CALIBRATIONS[calibration]
+
+    def carry(direction: Direction) -> Tensor:
+        if direction.category is None:
+            safe, unsafe = source.safe, source.unsafe
+        else:
+            keep = torch.tensor([c == direction.category for c in source.categories])
+            safe, unsafe = source.safe[keep], source.unsafe[keep]
+        moved = transported_vector(fitted, direction, safe, unsafe)
+        return rule(moved, direction.vector, source_anchors, target_anchors).float()
+
+    return Carried(
+        map=fitted,
+        beta=beta,
+        source_direction=v_s,
+        source_categories=cat_s,
+        vector=carry(v_s),
+        categories={c: carry(d) for c, d in cat_s.items()},
+    )
+
+
+def _source_gate_spec(
+    given: Mapping[str, Any] | None, provenance: Mapping[str, Any], dim: int
+) -> dict[str, Any]:
+    if given is not None:
+        return dict(given)
+    return {
+        "model_id": str(provenance.get("source_model", "unknown")),
+        "layer": int(provenance.get("source_layer", -1)),
+        "pooling": None,  # not recorded: no reader matches it
+        "dim": dim,
+    }
 
 
 def assemble_pack(
@@ -181,6 +277,7 @@ def assemble_pack(
     gate_score: str = "whitened",
     source_gate_spec: Mapping[str, Any] | None = None,
     encoding: Mapping[str, Any] | None = None,
+    to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
 ) -> BuiltPack:
     """Fit the map on benign anchors, transport and calibrate every direction, fit the gates.
 
@@ -191,59 +288,39 @@ def assemble_pack(
     reads; without it the spec records only the provenance's source model and layer (a reader
     then cannot be checked against it, and ``attach(gate="source")`` refuses). ``encoding``
     (:func:`target_encoding` of the target) is recorded in the pack and checked at attach.
+    ``to_projection_q``: the benign quantile of the target anchors' projections on ``v̂_t``
+    recorded as the ``"to-projection"`` rule's τ.
     """
-    if map_kind not in MAPS:
-        raise InputError(f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAPS)}")
-    if calibration not in CALIBRATIONS:
-        raise InputError(
-            f"unknown calibration {calibration!r}", hint=f"use one of {', '.join(CALIBRATIONS)}"
-        )
-    warn_few_anchors(
-        map_kind, int(source_anchors.shape[0]), source_anchors.shape[1], target_anchors.shape[1]
+    carried = carry_directions(
+        source,
+        source_anchors,
+        target_anchors,
+        map_kind,
+        calibration=calibration,
+        map_kwargs=map_kwargs,
+        provenance=provenance,
     )
-    src_prov = {
-        "space": "source",
-        **{k: str(v) for k, v in provenance.items() if k.startswith("source")},
-    }
-    v_s, cat_s = source.directions("source", src_prov)
-    fitted = make_map(map_kind, **dict(map_kwargs or {})).fit(source_anchors, target_anchors)
-    beta = anchor_scale_ratio(source_anchors, target_anchors)
-    rule = CALIBRATIONS[calibration]
-
-    def carry(direction: Direction) -> Tensor:
-        if direction.category is None:
-            safe, unsafe = source.safe, source.unsafe
-        else:
-            keep = torch.tensor([c == direction.category for c in source.categories])
-            safe, unsafe = source.safe[keep], source.unsafe[keep]
-        moved = transported_vector(fitted, direction, safe, unsafe)
-        return rule(moved, direction.vector, source_anchors, target_anchors).float()
-
-    v_t = carry(v_s)
-    cat_t = {c: carry(d) for c, d in cat_s.items()}
+    v_s, cat_s, v_t, cat_t = (
+        carried.source_direction,
+        carried.source_categories,
+        carried.vector,
+        carried.categories,
+    )
     gate = Gate(score=gate_score).fit(
         target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
     )
     source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score)
-    spec = (
-        dict(source_gate_spec)
-        if source_gate_spec is not None
-        else {
-            "model_id": str(provenance.get("source_model", "unknown")),
-            "layer": int(provenance.get("source_layer", -1)),
-            "pooling": None,  # not recorded: no reader matches it
-            "dim": int(source_anchors.shape[1]),
-        }
-    )
+    spec = _source_gate_spec(source_gate_spec, provenance, int(source_anchors.shape[1]))
     prov: dict[str, Any] = {
         **dict(provenance),
         "direction": "transferred",
         "map_kind": map_kind,
-        "map_params": dict(fitted.params()),
+        "map_params": dict(carried.map.params()),
         "calibration_rule": calibration,
         "source_vector_norm": v_s.norm,
         "gate_fitted_on": "benign target anchors only",
         "source_gate_fitted_on": "benign source anchors only (source directions as vectors)",
+        "to_projection_fitted_on": "benign target anchors only",
         "software": software_record(),  # no host details: same inputs, same bytes
     }
     pack = SafetyPack(
@@ -252,10 +329,11 @@ def assemble_pack(
         target_id=target_id,
         conditioning_space=conditioning_space,
         calibration={
-            "beta": beta,
+            "beta": carried.beta,
             "source_norm": v_s.norm,
             "target_norm": float(v_t.norm()),
             "alpha_default": DEFAULT_ALPHA,  # a rule fixed in advance (the paper's α), no peeking
+            **projection_calibration(target_anchors, v_t, to_projection_q),
         },
         gate=gate,
         provenance=prov,
@@ -263,7 +341,156 @@ def assemble_pack(
         source_gate_spec=spec,
         encoding=dict(encoding or {}),
     )
-    return BuiltPack(pack=pack, map=fitted, source_direction=v_s, beta=beta)
+    return BuiltPack(pack=pack, map=carried.map, source_direction=v_s, beta=carried.beta)
+
+
+@dataclass(frozen=True)
+class SourceSide:
+    """One source model's part of :func:`assemble_multi_source_pack`.
+
+    ``pairs``: its pooled states of the pairs; ``anchors``: its pooled states of the **same**
+    benign anchors, in the same order, as the target's; ``provenance``: what identifies it
+    (``source_model``, ``source_layer``, ``source_random_weights``…).
+    """
+
+    pairs: SidePairs
+    anchors: Tensor
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+
+def assemble_multi_source_pack(
+    *,
+    sources: Sequence[SourceSide],
+    target_anchors: Tensor,
+    map_kind: str,
+    target_id: str,
+    conditioning_space: str,
+    provenance: Mapping[str, Any],
+    calibration: str = "beta",
+    gate_anchors: Tensor | None = None,
+    map_kwargs: Mapping[str, Any] | None = None,
+    gate_score: str = "whitened",
+    source_gate_spec: Mapping[str, Any] | None = None,
+    encoding: Mapping[str, Any] | None = None,
+    to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
+) -> BuiltPack:
+    """A pack from several source models: one map per source, averaged target vectors.
+
+    Each source's directions are carried by its own ``map_kind`` map fitted on the same benign
+    anchors and calibrated by ``calibration`` (:func:`carry_directions`); the pack's global and
+    per-category vectors are :func:`~safesteer.maths.directions.average_transported` of the
+    sources' calibrated vectors: the mean of their unit vectors, at the mean calibrated length.
+    The target gate and τ are fitted on the averaged vectors, as in :func:`assemble_pack`; the
+    source gate is the **first** source's (``source_gate_spec`` is its reader's). Every source
+    must have the same categories. ``provenance["sources"]`` lists each source's provenance,
+    map parameters, β and source-vector norm; ``BuiltPack.map`` / ``source_direction`` /
+    ``beta`` are the first source's and ``extras["carried"]`` holds every :class:`Carried`.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> anchors = torch.randn(300, 6, generator=g)
+        >>> safe, unsafe = torch.randn(40, 6, generator=g) + 1, torch.randn(40, 6, generator=g)
+        >>> one = SourceSide(SidePairs(safe, unsafe, ("a",) * 40), anchors, {"source_model": "x"})
+        >>> pairs_two = SidePairs(-safe, -unsafe, ("a",) * 40)
+        >>> two = SourceSide(pairs_two, -anchors, {"source_model": "y"})
+        >>> built = assemble_multi_source_pack(sources=[one, two], target_anchors=2 * anchors,
+        ...     map_kind="procrustes", target_id="toy", conditioning_space="toy/space",
+        ...     provenance={})
+        >>> [s["source_model"] for s in built.pack.provenance["sources"]]
+        ['x', 'y']
+    """
+    if not sources:
+        raise InputError("no sources given", hint="pass one SourceSide per source model")
+    carried = [
+        carry_directions(
+            side.pairs,
+            side.anchors,
+            target_anchors,
+            map_kind,
+            calibration=calibration,
+            map_kwargs=map_kwargs,
+            provenance=side.provenance,
+        )
+        for side in sources
+    ]
+    names = [sorted(c.categories) for c in carried]
+    if any(n != names[0] for n in names):
+        raise InputError(
+            f"the sources' pairs have different categories: {names}",
+            hint="give every source the same pairs (their states in that source)",
+        )
+    v_t = average_transported([c.vector for c in carried]).float()
+    cat_t = {
+        name: average_transported([c.categories[name] for c in carried]).float()
+        for name in carried[0].categories
+    }
+    first = carried[0]
+    gate = Gate(score=gate_score).fit(
+        target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
+    )
+    source_gate = fit_source_gate(
+        sources[0].anchors, first.source_direction, first.source_categories, gate_score
+    )
+    spec = _source_gate_spec(
+        source_gate_spec,
+        {**dict(provenance), **dict(sources[0].provenance)},
+        int(sources[0].anchors.shape[1]),
+    )
+    per_source = [
+        {
+            **{k: _plain_value(v) for k, v in side.provenance.items()},
+            "map_params": dict(c.map.params()),
+            "beta": c.beta,
+            "source_vector_norm": c.source_direction.norm,
+            "target_vector_norm": float(c.vector.norm()),
+        }
+        for side, c in zip(sources, carried, strict=True)
+    ]
+    betas = [c.beta for c in carried]
+    prov: dict[str, Any] = {
+        **dict(provenance),
+        "direction": f"transferred from {len(sources)} sources, averaged",
+        "multi_source_rule": "mean of the sources' unit calibrated vectors, at their mean norm",
+        "sources": per_source,
+        "map_kind": map_kind,
+        "calibration_rule": calibration,
+        "gate_fitted_on": "benign target anchors only",
+        "source_gate_fitted_on": "benign source anchors of the first source only",
+        "to_projection_fitted_on": "benign target anchors only",
+        "software": software_record(),
+    }
+    pack = SafetyPack(
+        global_vector=v_t,
+        category_vectors=cat_t,
+        target_id=target_id,
+        conditioning_space=conditioning_space,
+        calibration={
+            "beta": sum(betas) / len(betas),
+            "source_norm": sum(c.source_direction.norm for c in carried) / len(carried),
+            "target_norm": float(v_t.norm()),
+            "alpha_default": DEFAULT_ALPHA,
+            "n_sources": float(len(sources)),
+            **projection_calibration(target_anchors, v_t, to_projection_q),
+        },
+        gate=gate,
+        provenance=prov,
+        source_gate=source_gate,
+        source_gate_spec=spec,
+        encoding=dict(encoding or {}),
+    )
+    return BuiltPack(
+        pack=pack,
+        map=first.map,
+        source_direction=first.source_direction,
+        beta=first.beta,
+        extras={"carried": carried},
+    )
+
+
+def _plain_value(value: Any) -> Any:
+    """A provenance value as JSON keeps it (numbers, strings, booleans, None; else its text)."""
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def native_pack(
@@ -275,8 +502,10 @@ def native_pack(
     provenance: Mapping[str, Any],
     gate_score: str = "whitened",
     encoding: Mapping[str, Any] | None = None,
+    to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
 ) -> BuiltPack:
-    """The baseline the method avoids: directions from target-side unsafe data, same gate rule."""
+    """The baseline the method avoids: directions from target-side unsafe data, same gate rule
+    (τ of the ``"to-projection"`` rule from ``gate_anchors``, benign)."""
     v_n, cat_n = target.directions(conditioning_space, {"space": "target"})
     gate = Gate(score=gate_score).fit(
         gate_anchors, {"global": v_n.vector, **{c: d.vector for c, d in cat_n.items()}}
@@ -286,7 +515,11 @@ def native_pack(
         category_vectors={c: d.vector.float() for c, d in cat_n.items()},
         target_id=target_id,
         conditioning_space=conditioning_space,
-        calibration={"target_norm": v_n.norm, "alpha_default": DEFAULT_ALPHA},
+        calibration={
+            "target_norm": v_n.norm,
+            "alpha_default": DEFAULT_ALPHA,
+            **projection_calibration(gate_anchors, v_n.vector, to_projection_q),
+        },
         gate=gate,
         provenance={
             **dict(provenance),
