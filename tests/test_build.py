@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from safesteer.build import (
+    GateFit,
     SidePairs,
     SourceSide,
     assemble_multi_source_pack,
@@ -18,7 +19,8 @@ from safesteer.build import (
 )
 from safesteer.data import PromptPair, read_pairs
 from safesteer.errors import InputError
-from safesteer.maths.directions import average_transported
+from safesteer.maths.directions import average_transported, shrunk_lda
+from safesteer.maths.gating import Gate
 from safesteer.maths.metrics import cosine
 from safesteer.pack import SafetyPack, source_spec
 
@@ -365,3 +367,145 @@ def test_multi_source_pack_averages_each_sources_calibrated_vectors() -> None:
         )
     with pytest.raises(InputError, match="no sources"):
         assemble_multi_source_pack(sources=[], provenance={}, **common)  # type: ignore[arg-type]
+
+
+def _planted_kwargs(p: dict[str, torch.Tensor]) -> dict[str, object]:
+    return dict(
+        source=_side(p),
+        source_anchors=p["src_anchors"],
+        target_anchors=p["tgt_anchors"],
+        map_kind="procrustes",
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance={"source_model": "one", "source_layer": 2},
+    )
+
+
+def test_gate_fit_options_reach_both_gates_and_the_provenance() -> None:
+    p = planted(n_anchors=600)
+    g = torch.Generator().manual_seed(5)
+    src_cal = torch.randn(200, DS, generator=g) @ torch.diag(torch.linspace(1, 2, DS))
+    groups = ["parti"] * 120 + ["ours"] * 80
+    source_fit = GateFit(
+        benign=src_cal,
+        groups=groups,
+        covariance_from=p["src_anchors"],
+        score="whitened",
+        threshold_rule="set-max",
+    )
+    target_fit = GateFit(score="projection")
+    built = assemble_pack(
+        **_planted_kwargs(p),  # type: ignore[arg-type]
+        source_gate_fit=source_fit,
+        target_gate_fit=target_fit,
+    )
+    pack = built.pack
+    sg, tg = pack.source_gate, pack.gate
+    assert sg is not None and tg is not None
+    # the source gate is exactly Gate.fit with these options on these rows
+    vectors = {"global": built.source_direction.vector}  # type: ignore[union-attr]
+    vectors |= {c: d.vector for c, d in _side(p).directions("source", {})[1].items()}
+    want = Gate(score="whitened", threshold_rule="set-max").fit(
+        src_cal, vectors, groups=groups, covariance_from=p["src_anchors"]
+    )
+    assert sg.threshold_rule == "set-max" and sg.group_counts_ == {"parti": 120, "ours": 80}
+    assert sg.n_covariance_ == 600 and sg.n_calibration_ == 200
+    assert torch.allclose(sg.centre_, want.centre_.to(sg.centre_.dtype))
+    assert sg.thresholds_ == pytest.approx(want.thresholds_)
+    assert max(sg.group_rates_.values()) <= 0.05 + 1e-9
+    assert tg.score == "projection" and tg.threshold_rule == "pooled"
+    rec = pack.provenance["source_gate_fit"]
+    assert rec == {
+        "benign_rows": 200,
+        "groups": ["ours", "parti"],
+        "covariance_rows": 600,
+        "threshold_rule": "set-max",
+    }
+    assert pack.provenance["gate_fit"]["benign_rows"] is None
+    with pytest.raises(InputError, match="set names"):
+        GateFit(threshold_rule="set-max")
+    with pytest.raises(InputError, match="threshold rule"):
+        GateFit(threshold_rule="max")
+    with pytest.raises(InputError, match="gate score"):
+        GateFit(score="mahalanobis")
+
+
+def test_shrunk_lda_direction_kind_is_carried_instead_of_difference_of_means() -> None:
+    p = planted()
+    default = assemble_pack(**_planted_kwargs(p))  # type: ignore[arg-type]
+    lda = assemble_pack(direction_kind="shrunk-lda", **_planted_kwargs(p))  # type: ignore[arg-type]
+    want = shrunk_lda(p["safe"], p["unsafe"]).vector
+    assert lda.source_direction is not None and default.source_direction is not None
+    assert torch.allclose(lda.source_direction.vector, want)
+    assert lda.source_direction.provenance["direction_kind"] == "shrunk-lda"
+    assert not torch.allclose(lda.source_direction.vector, default.source_direction.vector)
+    assert lda.pack.provenance["direction_kind"] == "shrunk-lda"
+    assert default.pack.provenance["direction_kind"] == "difference-of-means"
+    # Procrustes is exact on the anchors' span here: the carried vector is Qᵀ w, rescaled by β
+    assert cosine(lda.pack.global_vector, want @ p["q"]) > 0.99
+    with pytest.raises(InputError, match="direction kind"):
+        assemble_pack(direction_kind="lda", **_planted_kwargs(p))  # type: ignore[arg-type]
+
+
+def test_assemble_pack_with_more_sources_is_the_multi_source_pack() -> None:
+    p = planted()
+    g = torch.Generator().manual_seed(9)
+    rot, _ = torch.linalg.qr(torch.randn(DS, DS, generator=g))
+    other = SourceSide(
+        SidePairs(p["safe"] @ rot, p["unsafe"] @ rot, _side(p).categories),
+        p["src_anchors"] @ rot,
+        {"source_model": "two"},
+    )
+    kw = _planted_kwargs(p)
+    via_assemble = assemble_pack(more_sources=[other], **kw).pack  # type: ignore[arg-type]
+    first = SourceSide(_side(p), p["src_anchors"], {"source_model": "one", "source_layer": 2})
+    direct = assemble_multi_source_pack(
+        sources=[first, other],
+        target_anchors=p["tgt_anchors"],
+        map_kind="procrustes",
+        target_id="planted",
+        conditioning_space="test/planted",
+        provenance=kw["provenance"],  # type: ignore[arg-type]
+    ).pack
+    assert torch.equal(via_assemble.global_vector, direct.global_vector)
+    assert [s["source_model"] for s in via_assemble.provenance["sources"]] == ["one", "two"]
+
+
+def test_build_pack_reads_every_source_once_and_averages() -> None:
+    p = planted(n_pairs=20, n_anchors=100)
+    pairs = [PromptPair(f"safe {i}", f"unsafe {i}", "a" if i < 10 else "b") for i in range(20)]
+    anchors = [f"anchor {i}" for i in range(100)]
+    texts = {f"safe {i}": p["safe"][i] for i in range(20)}
+    texts |= {f"unsafe {i}": p["unsafe"][i] for i in range(20)}
+    texts |= {a: p["src_anchors"][i] for i, a in enumerate(anchors)}
+    flipped = {t: -v for t, v in texts.items()}  # a second source: the first, negated
+
+    class Second(RecordingSource):
+        model_id = "planted-second"
+
+    target = RecordingTarget(p["q"], texts)
+    single = build_pack(RecordingSource(p, texts), 2, target, "ridge", pairs=pairs, anchors=anchors)
+    both = build_pack(
+        RecordingSource(p, texts),
+        2,
+        target,
+        "ridge",
+        pairs=pairs,
+        anchors=anchors,
+        more_sources=[(Second(p, flipped), 1)],
+    )
+    # negating a source negates its map too: the carried vectors agree, so does their average
+    assert cosine(both.global_vector, single.global_vector) > 0.999
+    models = [(s["source_model"], s["source_layer"]) for s in both.provenance["sources"]]
+    assert models == [("planted-source", 2), ("planted-second", 1)]
+    assert both.source_gate_spec == source_spec(RecordingSource(p, texts), 2)
+    with pytest.raises(InputError, match="layer"):
+        build_pack(
+            RecordingSource(p, texts),
+            2,
+            target,
+            "ridge",
+            pairs=pairs,
+            anchors=anchors,
+            more_sources=[(Second(p, flipped), 7)],
+        )

@@ -12,6 +12,7 @@ from safesteer.maths.directions import (
     average_transported,
     category_directions,
     difference_of_means,
+    direction_estimator,
     shrunk_lda,
 )
 from safesteer.maths.metrics import auroc, cosine
@@ -177,3 +178,19 @@ def test_average_transported_refusals() -> None:
         average_transported([v, torch.zeros(4)])
     with pytest.raises(InputError, match="norms"):
         average_transported([v, v], norms=[1.0])
+
+
+def test_category_directions_by_kind_and_the_kinds_registry() -> None:
+    g = torch.Generator().manual_seed(2)
+    safe = torch.randn(60, 5, generator=g) * torch.tensor([0.2, 3.0, 1.0, 1.0, 1.0]) + 1.0
+    unsafe = torch.randn(60, 5, generator=g) * torch.tensor([0.2, 3.0, 1.0, 1.0, 1.0])
+    labels = ["x"] * 30 + ["y"] * 30
+    lda = category_directions(safe, unsafe, labels, kind="shrunk-lda")
+    for name, rows in (("x", slice(0, 30)), ("y", slice(30, 60))):
+        want = shrunk_lda(safe[rows], unsafe[rows]).vector
+        assert torch.allclose(lda[name].vector, want)
+        assert lda[name].category == name and lda[name].provenance["direction_kind"] == "shrunk-lda"
+    assert list(DIRECTION_KINDS) == ["difference-of-means", "shrunk-lda"]
+    assert direction_estimator("difference-of-means") is difference_of_means
+    with pytest.raises(InputError, match="direction kind"):
+        category_directions(safe, unsafe, labels, kind="pca")

@@ -54,9 +54,9 @@ from safesteer.maths.directions import (
     Direction,
     average_transported,
     category_directions,
-    difference_of_means,
+    direction_estimator,
 )
-from safesteer.maths.gating import Gate
+from safesteer.maths.gating import GATE_SCORES, THRESHOLD_RULES, Gate
 from safesteer.maths.steering import DEFAULT_PROJECTION_QUANTILE, projection_target
 from safesteer.pack import DEFAULT_ALPHA, SafetyPack, source_spec
 from safesteer.provenance import software_record, text_set_hash
@@ -71,20 +71,93 @@ class SourceLike(Protocol):
     def pooled(self, prompts: Sequence[str], layer: int) -> Tensor: ...
 
 
+@dataclass(frozen=True)
+class GateFit:
+    """How a gate is fitted, all from benign data [ours, issue 10].
+
+    Args:
+        benign: benign pooled states ``[N, D]`` that set the thresholds (and, without
+            ``covariance_from``, μ and Σ_b on a held-out split); None: the side's anchors
+            (the target gate: ``gate_anchors`` or the target anchors; the source gate: the
+            source anchors).
+        groups: one benign set name per row of ``benign`` (needed by ``"set-max"``).
+        covariance_from: benign states ``[M, D]`` that fit μ and Σ_b instead (Ledoit–Wolf),
+            e.g. every benign map-fit anchor; then every row of ``benign`` calibrates.
+        score: a name in :data:`~safesteer.maths.gating.GATE_SCORES`; None: the builder's
+            ``gate_score``.
+        threshold_rule: ``"pooled"`` (default) or ``"set-max"``
+            (:data:`~safesteer.maths.gating.THRESHOLD_RULES`).
+
+    The research default (FINDINGS R1) is the source gate with
+    ``GateFit(benign=calibration parts, groups=their set names, covariance_from=all benign
+    fit parts, score="whitened", threshold_rule="set-max")``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0))
+        >>> gate = GateFit(groups=["a", "b"] * 100, threshold_rule="set-max").fit(
+        ...     x, {"global": torch.ones(4)}, "projection")
+        >>> gate.threshold_rule, sorted(gate.group_rates_)
+        ('set-max', ['a', 'b'])
+    """
+
+    benign: Tensor | None = None
+    groups: Sequence[str] | None = None
+    covariance_from: Tensor | None = None
+    score: str | None = None
+    threshold_rule: str = "pooled"
+
+    def __post_init__(self) -> None:
+        if self.score is not None and self.score not in GATE_SCORES:
+            raise InputError(
+                f"unknown gate score {self.score!r}", hint=f"use one of {', '.join(GATE_SCORES)}"
+            )
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise InputError(
+                f"unknown threshold rule {self.threshold_rule!r}",
+                hint=f"use one of {', '.join(THRESHOLD_RULES)}",
+            )
+        if self.threshold_rule == "set-max" and self.groups is None:
+            raise InputError(
+                "the set-max threshold rule needs the benign rows' set names",
+                hint="pass groups=[set name per benign row], or threshold_rule='pooled'",
+            )
+
+    def fit(self, anchors: Tensor, vectors: Mapping[str, Tensor], gate_score: str) -> Gate:
+        """:meth:`Gate.fit` on ``benign`` (default ``anchors``) with these options."""
+        gate = Gate(score=self.score or gate_score, threshold_rule=self.threshold_rule)
+        benign = anchors if self.benign is None else self.benign
+        return gate.fit(benign, vectors, groups=self.groups, covariance_from=self.covariance_from)
+
+    def record(self) -> dict[str, Any]:
+        """What the pack's provenance says about this fit (sizes and names, no states)."""
+        return {
+            "benign_rows": None if self.benign is None else int(self.benign.shape[0]),
+            "groups": None if self.groups is None else sorted(set(self.groups)),
+            "covariance_rows": (
+                None if self.covariance_from is None else int(self.covariance_from.shape[0])
+            ),
+            "threshold_rule": self.threshold_rule,
+        }
+
+
 def fit_source_gate(
     source_anchors: Tensor,
     v_s: Direction,
     categories: Mapping[str, Direction],
     gate_score: str = "whitened",
+    fit: GateFit | None = None,
 ) -> Gate:
     """The source gate [ours]: :class:`Gate` on benign pooled source states ``h_s(a)``.
 
     Vectors are the source directions ``v_s`` (global) and ``v_{s,c}`` (per category), so
     ``score_c(x) = −⟨h_s(x) − μ_s, u_c⟩ / σ_c`` with ``u_c = unit(Σ_s⁻¹ v_{s,c})``; thresholds
-    from the benign anchors only, like the target gate.
+    from the benign anchors only, like the target gate. ``fit`` (:class:`GateFit`) gives other
+    benign rows, their set names, Σ_b's rows and the threshold rule (default: the anchors,
+    ``"pooled"``).
     """
     vectors = {"global": v_s.vector, **{c: d.vector for c, d in categories.items()}}
-    return Gate(score=gate_score).fit(source_anchors, vectors)
+    return (fit or GateFit()).fit(source_anchors, vectors, gate_score)
 
 
 class TargetLike(Protocol):
@@ -106,12 +179,19 @@ class SidePairs:
     categories: tuple[str, ...]
 
     def directions(
-        self, space: str, provenance: Mapping[str, str]
+        self, space: str, provenance: Mapping[str, str], kind: str = "difference-of-means"
     ) -> tuple[Direction, dict[str, Direction]]:
-        """Global and per-category safe − unsafe directions."""
-        glob = difference_of_means(self.safe, self.unsafe, space=space, provenance=provenance)
+        """Global and per-category directions towards safe, by the estimator ``kind`` of
+        :data:`~safesteer.maths.directions.DIRECTION_KINDS` (default: difference of means)."""
+        estimator = direction_estimator(kind)
+        glob = estimator(self.safe, self.unsafe, space=space, provenance=provenance)
         cats = category_directions(
-            self.safe, self.unsafe, list(self.categories), space=space, provenance=provenance
+            self.safe,
+            self.unsafe,
+            list(self.categories),
+            space=space,
+            provenance=provenance,
+            kind=kind,
         )
         return glob, cats
 
@@ -209,9 +289,17 @@ def carry_directions(
     calibration: str = "beta",
     map_kwargs: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    direction_kind: str = "difference-of-means",
 ) -> Carried:
     """Steps 1–3: directions from the source pairs, a map on the benign anchors, transported
-    and calibrated vectors (global and per category)."""
+    and calibrated vectors (global and per category).
+
+    ``direction_kind``: the source direction estimator
+    (:data:`~safesteer.maths.directions.DIRECTION_KINDS`; ``"shrunk-lda"`` is the option that
+    separates best on the source side but transports worst, FINDINGS R4). An MLP map in
+    ``"difference"`` mode carries the class means whatever the kind.
+    """
+    direction_estimator(direction_kind)  # unknown kinds refused before any fitting
     if map_kind not in MAPS:
         raise InputError(f"unknown map kind {map_kind!r}", hint=f"use one of {', '.join(MAPS)}")
     if calibration not in CALIBRATIONS:
@@ -225,7 +313,7 @@ def carry_directions(
         "space": "source",
         **{k: str(v) for k, v in (provenance or {}).items() if k.startswith("source")},
     }
-    v_s, cat_s = source.directions("source", src_prov)
+    v_s, cat_s = source.directions("source", src_prov, direction_kind)
     fitted = make_map(map_kind, **dict(map_kwargs or {})).fit(source_anchors, target_anchors)
     beta = anchor_scale_ratio(source_anchors, target_anchors)
     rule = CALIBRATIONS[calibration]
@@ -278,6 +366,10 @@ def assemble_pack(
     source_gate_spec: Mapping[str, Any] | None = None,
     encoding: Mapping[str, Any] | None = None,
     to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
+    direction_kind: str = "difference-of-means",
+    target_gate_fit: GateFit | None = None,
+    source_gate_fit: GateFit | None = None,
+    more_sources: Sequence[SourceSide] = (),
 ) -> BuiltPack:
     """Fit the map on benign anchors, transport and calibrate every direction, fit the gates.
 
@@ -289,8 +381,38 @@ def assemble_pack(
     then cannot be checked against it, and ``attach(gate="source")`` refuses). ``encoding``
     (:func:`target_encoding` of the target) is recorded in the pack and checked at attach.
     ``to_projection_q``: the benign quantile of the target anchors' projections on ``v̂_t``
-    recorded as the ``"to-projection"`` rule's τ.
+    recorded as the ``"to-projection"`` rule's τ. ``direction_kind``: the source direction
+    estimator (:func:`carry_directions`). ``target_gate_fit`` / ``source_gate_fit``
+    (:class:`GateFit`): other benign rows, set names, Σ_b rows and threshold rule for each
+    gate (default: as described above, rule ``"pooled"``). ``more_sources``: further source
+    models (:class:`SourceSide`, their states of the same pairs and anchors); with any, the
+    pack averages every source's carried directions (:func:`assemble_multi_source_pack`,
+    ``source`` first, its provenance the ``source*`` keys of ``provenance``).
     """
+    if more_sources:
+        first = SourceSide(
+            source,
+            source_anchors,
+            {k: v for k, v in provenance.items() if k.startswith("source")},
+        )
+        return assemble_multi_source_pack(
+            sources=[first, *more_sources],
+            target_anchors=target_anchors,
+            map_kind=map_kind,
+            target_id=target_id,
+            conditioning_space=conditioning_space,
+            provenance=provenance,
+            calibration=calibration,
+            gate_anchors=gate_anchors,
+            map_kwargs=map_kwargs,
+            gate_score=gate_score,
+            source_gate_spec=source_gate_spec,
+            encoding=encoding,
+            to_projection_q=to_projection_q,
+            direction_kind=direction_kind,
+            target_gate_fit=target_gate_fit,
+            source_gate_fit=source_gate_fit,
+        )
     carried = carry_directions(
         source,
         source_anchors,
@@ -299,6 +421,7 @@ def assemble_pack(
         calibration=calibration,
         map_kwargs=map_kwargs,
         provenance=provenance,
+        direction_kind=direction_kind,
     )
     v_s, cat_s, v_t, cat_t = (
         carried.source_direction,
@@ -306,20 +429,24 @@ def assemble_pack(
         carried.vector,
         carried.categories,
     )
-    gate = Gate(score=gate_score).fit(
-        target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
+    gate = (target_gate_fit or GateFit()).fit(
+        target_anchors if gate_anchors is None else gate_anchors,
+        {"global": v_t, **cat_t},
+        gate_score,
     )
-    source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score)
+    source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score, source_gate_fit)
     spec = _source_gate_spec(source_gate_spec, provenance, int(source_anchors.shape[1]))
     prov: dict[str, Any] = {
         **dict(provenance),
         "direction": "transferred",
         "map_kind": map_kind,
         "map_params": dict(carried.map.params()),
+        "direction_kind": direction_kind,
         "calibration_rule": calibration,
         "source_vector_norm": v_s.norm,
         "gate_fitted_on": "benign target anchors only",
         "source_gate_fitted_on": "benign source anchors only (source directions as vectors)",
+        **_gate_fit_records(target_gate_fit, source_gate_fit),
         "to_projection_fitted_on": "benign target anchors only",
         "software": software_record(),  # no host details: same inputs, same bytes
     }
@@ -373,6 +500,9 @@ def assemble_multi_source_pack(
     source_gate_spec: Mapping[str, Any] | None = None,
     encoding: Mapping[str, Any] | None = None,
     to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
+    direction_kind: str = "difference-of-means",
+    target_gate_fit: GateFit | None = None,
+    source_gate_fit: GateFit | None = None,
 ) -> BuiltPack:
     """A pack from several source models: one map per source, averaged target vectors.
 
@@ -385,6 +515,8 @@ def assemble_multi_source_pack(
     must have the same categories. ``provenance["sources"]`` lists each source's provenance,
     map parameters, β and source-vector norm; ``BuiltPack.map`` / ``source_direction`` /
     ``beta`` are the first source's and ``extras["carried"]`` holds every :class:`Carried`.
+    ``direction_kind``, ``target_gate_fit`` and ``source_gate_fit`` (its rows are the first
+    source's states) are as in :func:`assemble_pack`.
 
     Example:
         >>> import torch
@@ -411,6 +543,7 @@ def assemble_multi_source_pack(
             calibration=calibration,
             map_kwargs=map_kwargs,
             provenance=side.provenance,
+            direction_kind=direction_kind,
         )
         for side in sources
     ]
@@ -426,11 +559,17 @@ def assemble_multi_source_pack(
         for name in carried[0].categories
     }
     first = carried[0]
-    gate = Gate(score=gate_score).fit(
-        target_anchors if gate_anchors is None else gate_anchors, {"global": v_t, **cat_t}
+    gate = (target_gate_fit or GateFit()).fit(
+        target_anchors if gate_anchors is None else gate_anchors,
+        {"global": v_t, **cat_t},
+        gate_score,
     )
     source_gate = fit_source_gate(
-        sources[0].anchors, first.source_direction, first.source_categories, gate_score
+        sources[0].anchors,
+        first.source_direction,
+        first.source_categories,
+        gate_score,
+        source_gate_fit,
     )
     spec = _source_gate_spec(
         source_gate_spec,
@@ -454,9 +593,11 @@ def assemble_multi_source_pack(
         "multi_source_rule": "mean of the sources' unit calibrated vectors, at their mean norm",
         "sources": per_source,
         "map_kind": map_kind,
+        "direction_kind": direction_kind,
         "calibration_rule": calibration,
         "gate_fitted_on": "benign target anchors only",
         "source_gate_fitted_on": "benign source anchors of the first source only",
+        **_gate_fit_records(target_gate_fit, source_gate_fit),
         "to_projection_fitted_on": "benign target anchors only",
         "software": software_record(),
     }
@@ -488,6 +629,16 @@ def assemble_multi_source_pack(
     )
 
 
+def _gate_fit_records(target: GateFit | None, source: GateFit | None) -> dict[str, Any]:
+    """Provenance entries for gates fitted with explicit :class:`GateFit` options."""
+    out: dict[str, Any] = {}
+    if target is not None:
+        out["gate_fit"] = target.record()
+    if source is not None:
+        out["source_gate_fit"] = source.record()
+    return out
+
+
 def _plain_value(value: Any) -> Any:
     """A provenance value as JSON keeps it (numbers, strings, booleans, None; else its text)."""
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
@@ -503,12 +654,16 @@ def native_pack(
     gate_score: str = "whitened",
     encoding: Mapping[str, Any] | None = None,
     to_projection_q: float = DEFAULT_PROJECTION_QUANTILE,
+    gate_fit: GateFit | None = None,
 ) -> BuiltPack:
     """The baseline the method avoids: directions from target-side unsafe data, same gate rule
-    (τ of the ``"to-projection"`` rule from ``gate_anchors``, benign)."""
+    (τ of the ``"to-projection"`` rule from ``gate_anchors``, benign; ``gate_fit`` as the
+    transferred pack's ``target_gate_fit``)."""
     v_n, cat_n = target.directions(conditioning_space, {"space": "target"})
-    gate = Gate(score=gate_score).fit(
-        gate_anchors, {"global": v_n.vector, **{c: d.vector for c, d in cat_n.items()}}
+    gate = (gate_fit or GateFit()).fit(
+        gate_anchors,
+        {"global": v_n.vector, **{c: d.vector for c, d in cat_n.items()}},
+        gate_score,
     )
     pack = SafetyPack(
         global_vector=v_n.vector.float(),
@@ -526,6 +681,7 @@ def native_pack(
             "direction": "native (fitted on target-side unsafe data: the baseline "
             "the method avoids)",
             "gate_fitted_on": "benign target anchors only",
+            **_gate_fit_records(gate_fit, None),
             "software": software_record(),  # no host details: same inputs, same bytes
         },
         encoding=dict(encoding or {}),
@@ -543,11 +699,15 @@ def build_pack(
     anchors: Sequence[str] | None = None,
     calibration: str = "beta",
     map_kwargs: Mapping[str, Any] | None = None,
+    direction_kind: str = "difference-of-means",
+    more_sources: Sequence[tuple[SourceLike, int]] = (),
 ) -> SafetyPack:
     """Read pooled states of ``pairs`` (source only) and ``anchors`` (both models); build a pack.
 
     ``pairs`` are :class:`safesteer.data.PromptPair` (default: our "train" split); ``anchors``
     benign prompts (default: our benign anchors). The target never sees an unsafe prompt.
+    ``more_sources``: further ``(reader, layer)`` source models; their directions are carried
+    by their own maps and averaged with the first's (:func:`assemble_multi_source_pack`).
     """
     from safesteer.data import benign_anchors, load_pairs
 
@@ -566,11 +726,31 @@ def build_pack(
         raise InputError(
             f"layer {layer} out of range for {source.model_id}", hint=f"use 0..{source.num_layers}"
         )
+    for extra, extra_layer in more_sources:
+        if not 0 <= extra_layer <= extra.num_layers:
+            raise InputError(
+                f"layer {extra_layer} out of range for {extra.model_id}",
+                hint=f"use 0..{extra.num_layers}",
+            )
     safe_texts = [p.safe for p in pairs]
     unsafe_texts = [p.unsafe for p in pairs]
-    src = source.pooled([*safe_texts, *unsafe_texts, *anchors], layer)
     n = len(pairs)
-    side = SidePairs(src[:n], src[n : 2 * n], tuple(p.category for p in pairs))
+    cats = tuple(p.category for p in pairs)
+
+    def read(reader: SourceLike, at: int) -> tuple[SidePairs, Tensor]:
+        states = reader.pooled([*safe_texts, *unsafe_texts, *anchors], at)
+        return SidePairs(states[:n], states[n : 2 * n], cats), states[2 * n :]
+
+    side, source_anchors = read(source, layer)
+    extra_sides = []
+    for extra, extra_layer in more_sources:
+        extra_pairs, extra_anchors = read(extra, extra_layer)
+        extra_prov = {
+            "source_model": extra.model_id,
+            "source_layer": extra_layer,
+            "source_random_weights": bool(getattr(extra, "random_weights", False)),
+        }
+        extra_sides.append(SourceSide(extra_pairs, extra_anchors, extra_prov))
     target_anchors = target.pooled(anchors)
     prov = {
         "source_model": source.model_id,
@@ -583,7 +763,7 @@ def build_pack(
     }
     return assemble_pack(
         source=side,
-        source_anchors=src[2 * n :],
+        source_anchors=source_anchors,
         target_anchors=target_anchors,
         map_kind=map_kind,
         target_id=target.target_id,
@@ -593,6 +773,8 @@ def build_pack(
         map_kwargs=map_kwargs,
         source_gate_spec=source_spec(source, layer),
         encoding=target_encoding(target),
+        direction_kind=direction_kind,
+        more_sources=extra_sides,
     ).pack
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -31,9 +32,11 @@ from safesteer.maths.covariance import ledoit_wolf_shrinkage, shrunk_solve
 __all__ = [
     "DIRECTION_KINDS",
     "Direction",
+    "DirectionEstimator",
     "average_transported",
     "category_directions",
     "difference_of_means",
+    "direction_estimator",
     "shrunk_lda",
 ]
 
@@ -151,10 +154,12 @@ def category_directions(
     *,
     space: str = "",
     provenance: Mapping[str, str] | None = None,
+    kind: str = "difference-of-means",
 ) -> dict[str, Direction]:
-    """One :func:`difference_of_means` per category, from that category's pairs only.
+    """One direction per category, from that category's pairs only.
 
-    ``categories[i]`` labels pair ``i``. Keys are in order of first appearance.
+    ``categories[i]`` labels pair ``i``. Keys are in order of first appearance. ``kind`` names
+    the estimator in :data:`DIRECTION_KINDS` (default :func:`difference_of_means`).
 
     Example:
         >>> import torch
@@ -169,10 +174,11 @@ def category_directions(
             f"{len(categories)} category labels for {safe.shape[0]} pairs",
             hint="give one category label per pair",
         )
+    estimator = direction_estimator(kind)
     out: dict[str, Direction] = {}
     for name in dict.fromkeys(categories):
         idx = torch.tensor([i for i, c in enumerate(categories) if c == name])
-        out[name] = difference_of_means(
+        out[name] = estimator(
             safe[idx], unsafe[idx], category=name, space=space, provenance=provenance
         )
     return out
@@ -249,12 +255,34 @@ def shrunk_lda(
     )
 
 
-#: direction estimators by name: ``(safe [N, D], unsafe [N, D]) → Direction`` (keyword
-#: arguments ``category``, ``space``, ``provenance``). Difference of means is the default.
-DIRECTION_KINDS = {
+class DirectionEstimator(Protocol):
+    """``(safe [N, D], unsafe [N, D], *, category, space, provenance) → Direction``."""
+
+    def __call__(
+        self,
+        safe: Tensor,
+        unsafe: Tensor,
+        *,
+        category: str | None = None,
+        space: str = "",
+        provenance: Mapping[str, str] | None = None,
+    ) -> Direction: ...
+
+
+#: direction estimators by name; the first, difference of means, is the default
+DIRECTION_KINDS: dict[str, DirectionEstimator] = {
     "difference-of-means": difference_of_means,
     "shrunk-lda": shrunk_lda,
 }
+
+
+def direction_estimator(kind: str) -> DirectionEstimator:
+    """The estimator named ``kind`` in :data:`DIRECTION_KINDS` (clear error otherwise)."""
+    if kind not in DIRECTION_KINDS:
+        raise InputError(
+            f"unknown direction kind {kind!r}", hint=f"use one of {', '.join(DIRECTION_KINDS)}"
+        )
+    return DIRECTION_KINDS[kind]
 
 
 def average_transported(vectors: Sequence[Tensor], norms: Sequence[float] | None = None) -> Tensor:
