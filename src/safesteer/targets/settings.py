@@ -95,6 +95,18 @@ class PromptSteering:
     shift: float | None = None
 
 
+def require_projection_target(pack: SafetyPack) -> float:
+    """The pack's τ for the ``"to-projection"`` rule, or :class:`PackError` (older packs)."""
+    tau = pack.calibration.get(PROJECTION_TAU)
+    if tau is None:
+        raise PackError(
+            "this pack has no target projection τ (calibration['to_projection_tau']); "
+            "packs built before the to-projection rule have none",
+            hint="rebuild the pack with `safesteer build ...`, or use rule='add'",
+        )
+    return float(tau)
+
+
 def check_settings(
     pack: SafetyPack, s: SteeringSettings, source_reader: SourceStates | None = None
 ) -> SteeringSettings:
@@ -112,12 +124,7 @@ def check_settings(
                 f"projection τ is for that vector); categories={s.categories!r} is not served",
                 hint="use categories=None with rule='to-projection', or rule='add'",
             )
-        if PROJECTION_TAU not in pack.calibration:
-            raise PackError(
-                "this pack has no target projection τ (calibration['to_projection_tau']); "
-                "packs built before the to-projection rule have none",
-                hint="rebuild the pack with `safesteer build ...`, or use rule='add'",
-            )
+        require_projection_target(pack)
     cats = s.categories
     if cats is not None and cats != "auto":
         names = (cats,) if isinstance(cats, str) else tuple(cats)
