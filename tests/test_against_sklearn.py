@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from safesteer.evaluation.probes import fit_logistic
-from safesteer.maths.alignment import ProcrustesMap, RidgeMap
+from safesteer.maths.alignment import ProcrustesMap, RidgeMap, WhitenRecolourMap
 from safesteer.maths.covariance import shrunk_covariance
 from safesteer.maths.directions import shrunk_lda
 from safesteer.maths.gating import ledoit_wolf_shrinkage
@@ -57,6 +57,29 @@ def test_shrunk_covariance_matches_sklearn(shrinkage: float | None) -> None:
     else:
         ref = ShrunkCovariance(shrinkage=shrinkage, assume_centered=True).fit(x.numpy())
     torch.testing.assert_close(ours, torch.from_numpy(ref.covariance_), rtol=1e-9, atol=1e-12)
+
+
+def test_whiten_recolour_matches_ledoit_wolf_sqrtm_and_orthogonal_procrustes() -> None:
+    """T = Σ_t^{1/2} Q Σ_s^{-1/2} from sklearn's LedoitWolf, scipy's sqrtm and Procrustes."""
+    from scipy.linalg import orthogonal_procrustes, sqrtm
+    from sklearn.covariance import LedoitWolf
+
+    g = torch.Generator().manual_seed(6)
+    src = torch.randn(150, 8, generator=g) @ torch.randn(8, 8, generator=g)
+    tgt = src @ torch.randn(8, 8, generator=g) + 0.5 * torch.randn(150, 8, generator=g) + 3.0
+    m = WhitenRecolourMap().fit(src, tgt)
+    xs = (src - src.mean(0)).double().numpy()
+    xt = (tgt - tgt.mean(0)).double().numpy()
+    lw_s, lw_t = LedoitWolf().fit(xs), LedoitWolf().fit(xt)
+    # the map centres in float32 (its anchors' dtype), so γ agrees to float32 precision
+    assert m.source_shrinkage_ == pytest.approx(lw_s.shrinkage_, rel=1e-6)
+    assert m.target_shrinkage_ == pytest.approx(lw_t.shrinkage_, rel=1e-6)
+    s_inv_half = np.linalg.inv(np.real(sqrtm(lw_s.covariance_)))
+    t_half = np.real(sqrtm(lw_t.covariance_))
+    t_inv_half = np.linalg.inv(t_half)
+    r, _ = orthogonal_procrustes(xs @ s_inv_half, xt @ t_inv_half)  # min ‖W_s R − W_t‖: R = Qᵀ
+    want = torch.from_numpy(t_half @ r.T @ s_inv_half)
+    torch.testing.assert_close(m.weight_.double(), want, rtol=1e-4, atol=1e-5)
 
 
 def test_unshrunk_lda_matches_sklearn_lda_direction() -> None:
