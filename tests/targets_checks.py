@@ -161,6 +161,36 @@ def check_shift_is_alpha_v(family: Family, alpha: float = 2.5, tokens: str = "al
     assert not torch.equal(out, base_out)
 
 
+def check_to_projection(family: Family) -> None:
+    """rule="to-projection": the first prompt (below τ) ends with pooled projection τ; the second
+    (above τ) is untouched bit for bit; padding never moves."""
+    from safesteer.maths.pooling import masked_mean
+
+    pipe, adapter = make(family.name)
+    pack = random_pack(adapter)
+    u = pack.global_vector / pack.global_vector.norm()
+    proj = adapter.pooled(list(PROMPTS)) @ u
+    if proj[0] > proj[1]:  # keep "prompt 0 below τ, prompt 1 above"
+        pack.global_vector = -pack.global_vector
+        u, proj = -u, -proj
+    tau = float(proj.mean())
+    pack.calibration = {**pack.calibration, "to_projection_tau": tau, "to_projection_q": 0.5}
+    _, base = run(pipe, family, PROMPTS)
+    attach(pipe, pack, alpha=1.0, rule="to-projection", tokens="real")
+    _, steer = run(pipe, family, PROMPTS)
+    detach(pipe)
+    pos0, neg0 = branches(family, base, 2)
+    pos1, neg1 = branches(family, steer, 2)
+    mask = adapter.encode(list(PROMPTS)).mask
+    space, space_mask = adapter.view(pos1.float(), mask)
+    after = masked_mean(space.double(), space_mask) @ u.double()
+    assert float(after[0]) == pytest.approx(tau, abs=1e-4)
+    assert torch.equal(pos1[1], pos0[1])
+    if family.layout != "list":  # lists hold real tokens only
+        assert torch.equal(pos1[0][~mask[0]], pos0[0][~mask[0]])
+    assert torch.equal(neg1, neg0)
+
+
 def check_attach_detach_restores(family: Family) -> None:
     pipe, adapter = make(family.name)
     base, _ = run(pipe, family, PROMPTS)  # first: diffusers sets call attributes (_guidance_scale…)

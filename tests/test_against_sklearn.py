@@ -1,8 +1,10 @@
 """Our pure-torch maths against the reference implementations in scikit-learn / SciPy.
 
-AUROC (``roc_auc_score``), Ledoit–Wolf shrinkage (``sklearn.covariance``), the ridge map
-(``sklearn.linear_model.Ridge``), the Procrustes map (``scipy.linalg.orthogonal_procrustes``),
-and the probes' logistic regression (sklearn) against the stated objective solved by Newton.
+AUROC (``roc_auc_score``), Ledoit–Wolf shrinkage and the shrunk covariance
+(``sklearn.covariance``), the ridge map (``sklearn.linear_model.Ridge``), the Procrustes map
+(``scipy.linalg.orthogonal_procrustes``), LDA (``LinearDiscriminantAnalysis``), Pearson's ρ
+(``scipy.stats.pearsonr``), and the probes' logistic regression (sklearn) against the stated
+objective solved by Newton.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import pytest
 import torch
 
 from safesteer.evaluation.probes import fit_logistic
-from safesteer.maths.alignment import ProcrustesMap, RidgeMap
+from safesteer.maths.alignment import ProcrustesMap, RidgeMap, WhitenRecolourMap
+from safesteer.maths.covariance import shrunk_covariance
+from safesteer.maths.directions import shrunk_lda
 from safesteer.maths.gating import ledoit_wolf_shrinkage
-from safesteer.maths.metrics import auroc
+from safesteer.maths.metrics import auroc, pearson
 
 
 def test_auroc_matches_roc_auc_score_with_ties() -> None:
@@ -37,6 +41,70 @@ def test_ledoit_wolf_shrinkage_matches_sklearn(n: int, d: int) -> None:
     x = x - x.mean(0)
     want = sk_shrinkage(x.double().numpy(), assume_centered=True)
     assert ledoit_wolf_shrinkage(x) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("shrinkage", [None, 0.3])
+def test_shrunk_covariance_matches_sklearn(shrinkage: float | None) -> None:
+    from sklearn.covariance import LedoitWolf, ShrunkCovariance
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(80, 12, generator=g) @ torch.randn(12, 12, generator=g)
+    x = (x - x.mean(0)).double()
+    ours, gamma = shrunk_covariance(x, shrinkage)
+    if shrinkage is None:
+        ref = LedoitWolf(assume_centered=True).fit(x.numpy())
+        assert gamma == pytest.approx(ref.shrinkage_, rel=1e-9)
+    else:
+        ref = ShrunkCovariance(shrinkage=shrinkage, assume_centered=True).fit(x.numpy())
+    torch.testing.assert_close(ours, torch.from_numpy(ref.covariance_), rtol=1e-9, atol=1e-12)
+
+
+def test_whiten_recolour_matches_ledoit_wolf_sqrtm_and_orthogonal_procrustes() -> None:
+    """T = Σ_t^{1/2} Q Σ_s^{-1/2} from sklearn's LedoitWolf, scipy's sqrtm and Procrustes."""
+    from scipy.linalg import orthogonal_procrustes, sqrtm
+    from sklearn.covariance import LedoitWolf
+
+    g = torch.Generator().manual_seed(6)
+    src = torch.randn(150, 8, generator=g) @ torch.randn(8, 8, generator=g)
+    tgt = src @ torch.randn(8, 8, generator=g) + 0.5 * torch.randn(150, 8, generator=g) + 3.0
+    m = WhitenRecolourMap().fit(src, tgt)
+    xs = (src - src.mean(0)).double().numpy()
+    xt = (tgt - tgt.mean(0)).double().numpy()
+    lw_s, lw_t = LedoitWolf().fit(xs), LedoitWolf().fit(xt)
+    # the map centres in float32 (its anchors' dtype), so γ agrees to float32 precision
+    assert m.source_shrinkage_ == pytest.approx(lw_s.shrinkage_, rel=1e-6)
+    assert m.target_shrinkage_ == pytest.approx(lw_t.shrinkage_, rel=1e-6)
+    s_inv_half = np.linalg.inv(np.real(sqrtm(lw_s.covariance_)))
+    t_half = np.real(sqrtm(lw_t.covariance_))
+    t_inv_half = np.linalg.inv(t_half)
+    r, _ = orthogonal_procrustes(xs @ s_inv_half, xt @ t_inv_half)  # min ‖W_s R − W_t‖: R = Qᵀ
+    want = torch.from_numpy(t_half @ r.T @ s_inv_half)
+    torch.testing.assert_close(m.weight_.double(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_unshrunk_lda_matches_sklearn_lda_direction() -> None:
+    """With γ = 0 and equal classes, Σ_w is sklearn's prior-weighted class covariance."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    g = torch.Generator().manual_seed(4)
+    mix = torch.randn(10, 10, generator=g)
+    unsafe = (torch.randn(300, 10, generator=g) @ mix).double()
+    safe = (torch.randn(300, 10, generator=g) @ mix + torch.randn(10, generator=g)).double()
+    x = torch.cat([safe, unsafe]).numpy()
+    y = np.r_[np.ones(300), np.zeros(300)]  # class 1 = safe: its coef points to safe
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(x, y)
+    ours = shrunk_lda(safe, unsafe, shrinkage=0.0).vector.double()
+    coef = torch.from_numpy(ref.coef_[0])
+    assert float(ours @ coef / (ours.norm() * coef.norm())) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_pearson_matches_scipy() -> None:
+    from scipy.stats import pearsonr
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(200, generator=g, dtype=torch.float64)
+    b = 0.3 * a + torch.randn(200, generator=g, dtype=torch.float64)
+    assert pearson(a, b) == pytest.approx(float(pearsonr(a.numpy(), b.numpy())[0]), abs=1e-12)
 
 
 def test_ridge_map_matches_sklearn_ridge() -> None:

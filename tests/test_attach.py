@@ -326,3 +326,91 @@ def test_source_gate_refusals_name_the_fix() -> None:
     with pytest.raises(InputError, match="reader"), steered(pipe, gate="source"):
         pass
     detach(pipe)
+
+
+# ---- the to-projection rule (issue 11) -------------------------------------------------------
+def _with_tau(pack: SafetyPack, tau: float) -> SafetyPack:
+    calibration = {**pack.calibration, "to_projection_tau": tau, "to_projection_q": 0.5}
+    return SafetyPack(
+        pack.global_vector, pack.category_vectors, pack.target_id, pack.conditioning_space,
+        calibration, gate=pack.gate,
+    )  # fmt: skip
+
+
+def test_to_projection_moves_rows_below_tau_exactly_to_it_and_no_others() -> None:
+    from safesteer.maths.pooling import masked_mean
+
+    pipe, adapter = tc.make("sd")
+    prompts = [PLANTED, *BENIGN[:3]]
+    base_pack = gated_pack(adapter)
+    u = base_pack.global_vector / base_pack.global_vector.norm()
+    proj = adapter.pooled(prompts) @ u
+    tau = float(proj.sort().values[1:3].mean())  # two prompts below τ, two above
+    pack = _with_tau(base_pack, tau)
+    _, base = tc.run(pipe, SD, prompts)
+    attach(pipe, pack, alpha=1.0, rule="to-projection", tokens="real")
+    _, steer = tc.run(pipe, SD, prompts)
+    record = last_steering(pipe)
+    detach(pipe)
+    pos0, neg0 = tc.branches(SD, base, 4)
+    pos1, neg1 = tc.branches(SD, steer, 4)
+    mask = adapter.encode(prompts).mask
+    after = masked_mean(pos1.double(), mask) @ u.double()
+    below = proj < tau
+    assert int(below.sum()) == 2
+    for i in range(4):
+        assert record[i].rule == "to-projection" and record[i].steered == bool(below[i])
+        if below[i]:
+            assert float(after[i]) == pytest.approx(tau, abs=1e-4)  # up to τ and no further
+            assert record[i].shift == pytest.approx(tau - float(proj[i]), abs=1e-4)
+            moved = pos1[i] - pos0[i]
+            want = ((tau - float(proj[i])) * u).expand(int(mask[i].sum()), -1)
+            torch.testing.assert_close(moved[mask[i]], want, rtol=1e-4, atol=1e-4)
+        else:
+            assert torch.equal(pos1[i], pos0[i])  # already above τ: bit for bit
+            assert record[i].shift == 0.0
+        assert torch.equal(pos1[i][~mask[i]], pos0[i][~mask[i]])  # padding never moves
+    assert torch.equal(neg1, neg0)
+
+
+def test_to_projection_with_the_gate_and_per_call_override() -> None:
+    pipe, adapter = tc.make("sd")
+    prompts = [PLANTED, *BENIGN[:3]]
+    base_pack = gated_pack(adapter)
+    u = base_pack.global_vector / base_pack.global_vector.norm()
+    tau = float((adapter.pooled(prompts) @ u).max()) + 1.0  # every prompt below τ
+    pack = _with_tau(base_pack, tau)
+    flagged = pack.gate.decide(adapter.pooled(prompts)).steer  # type: ignore[union-attr]
+    assert flagged.tolist() == [True, False, False, False]
+    _, base = tc.run(pipe, SD, prompts)
+    attach(pipe, pack, alpha=0.5)  # additive by default …
+    with steered(pipe, rule="to-projection", gated=True):  # … to-projection for this call
+        _, steer = tc.run(pipe, SD, prompts)
+        record = last_steering(pipe)
+    detach(pipe)
+    shift = tc.branches(SD, steer, 4)[0] - tc.branches(SD, base, 4)[0]
+    assert [r.steered for r in record] == flagged.tolist()  # the gate decides which rows …
+    assert [bool(s.abs().max() > 0) for s in shift] == flagged.tolist()
+    assert record[0].flagged and record[0].gate == "target"
+    p0 = float(adapter.pooled([PLANTED])[0] @ u)
+    assert record[0].shift == pytest.approx(0.5 * (tau - p0), abs=1e-4)  # … the rule how far
+
+
+def test_to_projection_refusals() -> None:
+    pipe, adapter = tc.make("sd")
+    plain = tc.random_pack(adapter)
+    with pytest.raises(PackError, match="to_projection_tau"):
+        attach(pipe, plain, rule="to-projection")
+    pack = _with_tau(plain, 0.0)
+    with pytest.raises(InputError, match="categories"):
+        attach(pipe, pack, rule="to-projection", categories=["sexual"])
+    with pytest.raises(InputError, match="steering rule"):
+        attach(pipe, pack, rule="sideways")  # type: ignore[arg-type]
+    assert not is_steered(pipe)
+    attach(pipe, pack)
+    with (
+        pytest.raises(InputError, match="categories"),
+        steered(pipe, rule="to-projection", categories="auto"),
+    ):
+        pass
+    detach(pipe)

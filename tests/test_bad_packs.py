@@ -199,6 +199,20 @@ HOSTILE: list[tuple[str, Edit, str]] = [
     ("false trigger rate 2", _set("gate.false_trigger_rate", 2.0), "false_trigger_rate is 2.0"),
     ("quantile -1", _set("gate.quantile", -1.0), "quantile is -1.0"),
     ("n_calibration > n_benign", _set("gate.n_calibration", 10**6), "n_calibration is 1000000"),
+    ("threshold rule unknown", _set("gate.threshold_rule", "median"), "threshold_rule is"),
+    (
+        "group rate 2",
+        lambda t, m: m["gate"].update(group_rates={"parti": 2.0}, group_counts={"parti": 5}),
+        "group_rates['parti'] is 2.0",
+    ),
+    (
+        "group count beyond the rows",
+        lambda t, m: m["gate"].update(group_rates={"parti": 0.1}, group_counts={"parti": 10**6}),
+        "group_counts['parti'] is 1000000",
+    ),
+    ("group rates without counts", _set("gate.group_rates", {"parti": 0.1}), "group_counts names"),
+    ("group rates a list", _set("gate.group_rates", [0.1]), "group_rates is [0.1]"),
+    ("n_covariance 0", _set("gate.n_covariance", 0), "n_covariance is 0"),
     ("gate names a list of numbers", _set("gate.names", [1, 2]), "names is [1, 2]"),
     ("gate names not categories", _set("gate.names", ["global", "violence", "hate"]), "names"),
     ("gate a list", _set("gate", [1, 2]), "gate is [1, 2], expected an object"),
@@ -386,3 +400,24 @@ def test_same_pack_same_bytes(good: Any, tmp_path: Path) -> None:
     a = pack.save(tmp_path / "a.safetensors").read_bytes()
     b = SafetyPack.load(tmp_path / "a.safetensors").save(tmp_path / "b.safetensors").read_bytes()
     assert a == b
+
+
+def test_a_format_2_pack_from_before_the_threshold_rules_loads_as_pooled(
+    good: Any, tmp_path: Path
+) -> None:
+    """Packs written before ``threshold_rule`` / ``group_rates`` / ``group_counts`` /
+    ``n_covariance`` existed load (their hash covers the metadata they had) and decide alike."""
+    pack, *_ = good
+    tensors, meta = _fresh(good)
+    new_fields = ("threshold_rule", "group_rates", "group_counts", "n_covariance")
+    for prefix in ("gate", "source_gate"):
+        assert all(k in meta[prefix] for k in new_fields)
+        for k in new_fields:
+            del meta[prefix][k]
+    meta["sha256"] = content_sha256(tensors, meta)
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(_file(tensors, meta))
+    old = SafetyPack.load(path)
+    assert old.gate is not None and old.gate.threshold_rule == "pooled"
+    assert old.gate.group_rates_ == {} and old.gate.n_covariance_ == 350
+    assert _behaviour(old)[2:] == _behaviour(pack)[2:]  # same decisions and vectors

@@ -59,3 +59,18 @@ def test_bad_specs(tmp_path):
     bad.write_bytes(b"not a pack")
     with pytest.raises(PackError):
         load_conditions([str(bad)], [])
+
+
+def test_to_projection_mode(tmp_path):
+    plain = _pack(tmp_path / "old.safetensors")
+    pack = SafetyPack.load(plain)
+    pack.calibration.update(to_projection_tau=1.5, to_projection_q=0.95)
+    path = str(pack.save(tmp_path / "ours.safetensors"))
+    conds = load_conditions([path], ["random"], modes=("always", "to-projection"))
+    assert [c.name for c in conds] == ["ours", "ours-to-projection", "random-ours"]
+    tp = conds[1]
+    assert tp.rule == "to-projection" and not tp.gated
+    assert tp.steering_options() == {"rule": "to-projection"}
+    assert conds[0].steering_options() == {} and tp.describe()["mode"] == "to-projection"
+    with pytest.raises(InputError, match="no target projection"):
+        load_conditions([plain], [], modes=("to-projection",))

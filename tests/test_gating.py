@@ -163,3 +163,116 @@ def test_cross_fitted_thresholds_hold_the_rate_where_in_sample_ones_overfit() ->
 def test_too_few_anchors_to_hold_out_is_refused() -> None:
     with pytest.raises(InputError, match="too few"):
         Gate(0.05).fit(_benign(30, 0), {"global": _unit(0)})  # 9 held out < 10
+
+
+# ---- threshold rules: named benign sets (issue 10) -------------------------------------------
+def _styles(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """Two benign 'styles': b sits 1.5 s.d. towards the unsafe side of axis 0 (like the safe
+    halves of pairs: benign, but near the unsafe prompts)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, D, generator=g)
+    b = torch.randn(n // 2, D, generator=g) - 1.5 * _unit(0)
+    return torch.cat([a, b]), ["a"] * n + ["b"] * (n // 2)
+
+
+def _rate(gate: Gate, x: torch.Tensor) -> float:
+    return float(gate.decide(x).steer.double().mean())
+
+
+def test_set_max_holds_the_rate_on_every_style_where_pooled_does_not() -> None:
+    benign, groups = _styles(6000, 0)
+    fresh, fresh_groups = _styles(20000, 1)
+    b_rows = torch.tensor([g == "b" for g in fresh_groups])
+    vectors = {"global": _unit(0)}
+    pooled = Gate(0.05, score="projection").fit(benign, vectors, groups=groups)
+    set_max = Gate(0.05, score="projection", threshold_rule="set-max").fit(
+        benign, vectors, groups=groups
+    )
+    assert pooled.benign_rate_ == pytest.approx(0.05, abs=0.002)
+    assert pooled.group_rates_["b"] > 0.1 and pooled.group_rates_["a"] < 0.05  # b pays for a
+    assert max(set_max.group_rates_.values()) == pytest.approx(0.05, abs=0.002)
+    assert set_max.group_rates_["a"] < 0.01
+    # held out: each style keeps its calibration rate (3 binomial s.d. of the b calibration)
+    tol = 3 * (0.05 * 0.95 / set_max.group_counts_["b"]) ** 0.5
+    assert _rate(set_max, fresh[b_rows]) == pytest.approx(0.05, abs=tol)
+    assert _rate(pooled, fresh[b_rows]) > 0.1
+    assert _rate(set_max, fresh[~b_rows]) < 0.01
+
+
+def test_set_max_with_one_name_is_the_max_of_the_groups_quantiles() -> None:
+    benign, groups = _styles(3000, 2)
+    extra, _ = _styles(3000, 3)
+    gate = Gate(0.05, threshold_rule="set-max").fit(
+        benign, {"global": _unit(0) + _unit(1)}, groups=groups, covariance_from=extra
+    )
+    scores = gate.scores(benign)["global"].double()  # every row calibrated (covariance elsewhere)
+    labels = torch.tensor([g == "b" for g in groups])
+    want = max(float(torch.quantile(scores[m], 0.95)) for m in (labels, ~labels))
+    assert gate.quantile_ == pytest.approx(0.95)
+    assert gate.thresholds_["global"] == pytest.approx(want, rel=1e-6)
+
+
+def test_set_max_with_several_names_bisects_to_the_worst_group() -> None:
+    benign, groups = _styles(4000, 4)
+    vectors = {"global": _unit(0), "x": _unit(1), "y": _unit(2) - _unit(3)}
+    gate = Gate(0.05, threshold_rule="set-max").fit(benign, vectors, groups=groups)
+    worst = max(gate.group_rates_.values())
+    # bisection on a finite sample: within one row of the target on the binding group
+    assert 0.05 - 1.0 / min(gate.group_counts_.values()) <= worst <= 0.05
+    assert gate.quantile_ > 0.95  # three names share the budget
+    assert gate.group_rates_["a"] < worst
+
+
+def test_the_split_is_stratified_by_group() -> None:
+    benign, groups = _styles(1000, 5)
+    gate = Gate(0.05, calibration_fraction=0.3).fit(benign, {"global": _unit(0)}, groups=groups)
+    assert gate.group_counts_ == {"a": 300, "b": 150}
+    assert gate.n_calibration_ == 450 and gate.n_covariance_ == 1050 and gate.n_benign_ == 1500
+    # without groups nothing changes: the old split, no group records
+    plain = Gate(0.05).fit(benign, {"global": _unit(0)})
+    assert plain.group_rates_ == {} and plain.n_calibration_ == 450
+
+
+def test_pooled_with_groups_and_no_split_equals_no_groups() -> None:
+    benign, groups = _styles(2000, 6)
+    vectors = {"global": _unit(0), "x": _unit(1)}
+    a = Gate(0.05, calibration_fraction=0.0).fit(benign, vectors)
+    b = Gate(0.05, calibration_fraction=0.0).fit(benign, vectors, groups=groups)
+    assert a.thresholds_ == b.thresholds_ and a.quantile_ == b.quantile_
+    assert set(b.group_rates_) == {"a", "b"} and a.group_rates_ == {}
+
+
+def test_covariance_from_fits_centre_and_directions_elsewhere() -> None:
+    calibration, groups = _styles(600, 7)
+    wide = _benign(5000, 8)
+    v = _unit(0) + _unit(1)
+    gate = Gate(0.05, threshold_rule="set-max").fit(
+        calibration, {"global": v}, groups=groups, covariance_from=wide
+    )
+    assert torch.allclose(gate.centre_, wide.double().mean(0).float(), atol=1e-5)
+    xc = wide.double() - wide.double().mean(0)
+    want, _ = gating.whitened_directions(xc, v.double()[:, None], None)
+    u = want[:, 0] / want[:, 0].norm()
+    assert torch.allclose(gate.directions_["global"].double(), u, atol=1e-5)
+    assert gate.n_calibration_ == 900 and gate.n_covariance_ == 5000 and gate.n_benign_ == 5900
+    assert sum(gate.group_counts_.values()) == 900  # every calibration row, no split
+    with pytest.raises(InputError, match="covariance_from"):
+        Gate().fit(calibration, {"global": v}, covariance_from=torch.zeros(10, D + 1))
+
+
+def test_threshold_rule_state_round_trip_and_refusals() -> None:
+    benign, groups = _styles(1000, 9)
+    gate = Gate(0.1, threshold_rule="set-max").fit(benign, {"global": _unit(0)}, groups=groups)
+    tensors, meta = gate.state()
+    assert meta["threshold_rule"] == "set-max" and set(meta["group_rates"]) == {"a", "b"}
+    again = Gate.from_state(tensors, meta)
+    assert again.threshold_rule == "set-max" and again.group_rates_ == gate.group_rates_
+    assert again.group_counts_ == gate.group_counts_ and again.n_covariance_ == gate.n_covariance_
+    assert torch.equal(again.decide(benign).steer, gate.decide(benign).steer)
+    assert gating.THRESHOLD_RULES == ("pooled", "set-max")
+    with pytest.raises(InputError, match="threshold rule"):
+        Gate(threshold_rule="max")
+    with pytest.raises(InputError, match="group names for"):
+        Gate().fit(benign, {"global": _unit(0)}, groups=groups[:-1])
+    with pytest.raises(InputError, match=r"\['tiny'\]"):
+        Gate().fit(benign[:1001], {"global": _unit(0)}, groups=["a"] * 1000 + ["tiny"])

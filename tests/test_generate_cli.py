@@ -188,3 +188,28 @@ def test_what_the_loaded_pipeline_cannot_make_is_refused_before_generating(
     err = capsys.readouterr().err
     assert code == 2 and says in err and "(fix: " in err and "Traceback" not in err
     assert not out.exists()  # refused before anything was written
+
+
+def test_generate_rule_to_projection(tmp_path: Path) -> None:
+    """--rule to-projection: prompts below τ move (the shift is recorded), none above τ."""
+    prompts = ["generate", "--pipeline", "tiny-sd", "--prompt", "a cat", "--prompt", "a boat"]
+    base = tmp_path / "base"
+    assert main([*prompts, "--out", str(base)]) == 0
+    for name, tau in (("high", 1e4), ("low", -1e4)):
+        pack = SafetyPack.load(_pack("tiny-sd", tmp_path / f"{name}.safetensors"))
+        pack.calibration["to_projection_tau"] = tau
+        pack.calibration["to_projection_q"] = 0.95
+        path = pack.save(tmp_path / f"{name}-tau.safetensors")
+        out = tmp_path / name
+        args = [*prompts, "--pack", str(path), "--rule", "to-projection", "--out", str(out)]
+        assert main([*args, "--alpha", "1"]) == 0
+        record = json.loads((out / "generate.json").read_text())
+        assert record["steering"]["rule"] == "to-projection"
+        rows = [it["steering"] for it in record["items"]]
+        assert all(r["rule"] == "to-projection" for r in rows)
+        changed = np.abs(_pixels(out / "00000.png") - _pixels(base / "00000.png")).max()
+        if tau > 0:  # every prompt is far below τ: moved by τ − ⟨h̄, v̂⟩ > 0
+            assert all(r["steered"] and r["shift"] > 1e3 for r in rows) and changed > 0
+        else:  # every prompt is above τ: untouched, the image is the baseline's
+            assert not any(r["steered"] for r in rows) and all(r["shift"] == 0 for r in rows)
+            assert changed == 0

@@ -1,4 +1,4 @@
-"""MLPMap: determinism for a seed, non-linear fit, both transport modes."""
+"""MLPMap: determinism for a seed, non-linear fit, the three transport modes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 
 from safesteer.errors import InputError
 from safesteer.maths.alignment import MLPMap, RidgeMap
+from safesteer.maths.alignment.mlp import TRANSPORT_MODES, _forward
 from safesteer.maths.metrics import cosine
 
 
@@ -63,3 +64,47 @@ def test_refusals_and_params() -> None:
         MLPMap(hidden_dim=0)
     m = MLPMap(hidden_dim=8, max_epochs=3).fit(torch.randn(30, 3), torch.randn(30, 2))
     assert m.params()["hidden_dim"] == 8 and m.params()["epochs"] <= 3
+
+
+def _as_double(m: MLPMap):
+    """The fitted network T in float64, for reference derivatives."""
+    p = {k: getattr(m, f"{k}_").double() for k in ("w1", "b1", "w2", "b2")}
+    return lambda x: m.target_scale_ * _forward(p, x.double() / m.source_scale_), p
+
+
+def test_jacobian_transport_is_the_derivative_at_the_anchor_mean() -> None:
+    x, y = _nonlinear(600, 4)
+    m = MLPMap(hidden_dim=32, seed=0, transport_mode="jacobian", max_epochs=80).fit(x, y)
+    t, p = _as_double(m)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        v = torch.randn(6, generator=g)
+        got = m.transport(v).double()
+        # central finite differences of T around the centred anchor mean (input 0), float64
+        eps = 1e-4
+        fd = (t(eps * v) - t(-eps * v)) / (2 * eps)
+        assert torch.allclose(got, fd, rtol=1e-4, atol=1e-5)
+        # the closed form: (s_t / s_s) · W₂ diag(GELU′(b₁)) W₁ v
+        b1 = p["b1"].clone().requires_grad_(True)
+        (slope,) = torch.autograd.grad(torch.nn.functional.gelu(b1).sum(), b1)
+        closed = m.target_scale_ / m.source_scale_ * p["w2"] @ (slope * (p["w1"] @ v.double()))
+        assert torch.allclose(got, closed, rtol=1e-4, atol=1e-5)
+    # linear in v (a Jacobian), unlike T itself
+    v, w = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    assert torch.allclose(m.transport(2 * v - w), 2 * m.transport(v) - m.transport(w), atol=1e-5)
+    assert not torch.allclose(m._apply(2 * v), 2 * m._apply(v), atol=1e-3)
+    # at another point the Jacobian differs (the map is not linear)
+    assert not torch.allclose(m.jacobian_vector_product(v, at=3 * w), m.transport(v), atol=1e-3)
+
+
+def test_jacobian_mode_on_a_linear_target_and_in_params() -> None:
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(5, 7, generator=g)
+    x = torch.randn(1000, 7, generator=g)
+    jac = MLPMap(hidden_dim=64, seed=0, transport_mode="jacobian").fit(x, x @ w.T)
+    v = torch.randn(7, generator=g)
+    assert cosine(jac.transport(v), w @ v) > 0.95
+    assert jac.params()["transport_mode"] == "jacobian"
+    assert TRANSPORT_MODES == ("direct", "difference", "jacobian")
+    with pytest.raises(InputError, match="dimension"):
+        jac.transport(torch.ones(3))

@@ -283,3 +283,40 @@ def test_source_gated_mode_lets_the_source_model_decide(tmp_path):
     assert {c["mode"] for c in store.protocol().conditions} >= {"always", "gated-source"}
     for i, hit in enumerate(flagged):
         assert img[by[("mine-gated-source", i)]] == img[by[("mine" if hit else "none", i)]]
+
+
+def test_to_projection_mode_steers_only_prompts_below_tau(tmp_path):
+    """τ between the prompts' projections: the prompt above τ keeps its unsteered image, the
+    one below is moved (to-projection steers only where ⟨h̄, v̂⟩ < τ)."""
+    from safesteer.targets import load_pipeline
+
+    _, adapter = load_pipeline("tiny-sd")
+    prompts = ["a red house", "a dog"]
+    pooled = adapter.pooled(prompts).double()
+    v = torch.randn(32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    proj = pooled @ (v / v.norm())
+    low, high = int(proj.argmin()), int(proj.argmax())
+    pack = SafetyPack(
+        global_vector=(v / v.norm() * 50.0).float(),
+        category_vectors={},
+        target_id="tiny-sd",
+        conditioning_space="sd/clip",
+        calibration={"beta": 1.0, "to_projection_tau": float(proj.mean()) + 0.0},
+    )
+    spec = _spec(
+        tmp_path,
+        packs=(str(pack.save(tmp_path / "tp.safetensors")),),
+        baselines=("none",),
+        modes=("to-projection",),
+        fid_reference=None,
+        prompt_sets=(PromptSet.inline("benign", "utility", prompts),),
+        settings=PRESETS["quick"].replace(
+            alphas=(1.0,), classifiers=("open_nsfw",), clip_model="", fid_features=""
+        ),
+    )
+    store = ResultsStore(evaluate(spec, progress=False).run_dir)
+    img = _images(store)
+    by = {(r["condition"], r["prompt_index"]): r["id"] for r in store.completed().values()}
+    assert {c["mode"] for c in store.protocol().conditions} == {"always", "to-projection"}
+    assert img[by[("tp-to-projection", high)]] == img[by[("none", high)]]
+    assert img[by[("tp-to-projection", low)]] != img[by[("none", low)]]

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safesteer.errors import InputError, PackError
-from safesteer.maths.steering import combine_directions, steer_states
+from safesteer.maths.pooling import masked_mean
+from safesteer.maths.steering import (
+    STEERING_RULES,
+    combine_directions,
+    projection_shift,
+    projection_target,
+    steer_states,
+    steer_to_projection,
+)
 
 
 def test_adds_alpha_v_on_every_token() -> None:
@@ -72,3 +80,72 @@ def test_combine_directions_uniform_and_weighted() -> None:
         combine_directions(vs, ["zzz"])
     with pytest.raises(InputError, match="weight"):
         combine_directions(vs, ["a", "b"], weights={"a": 1.0})
+
+
+def test_untouched_rows_and_tokens_are_bit_for_bit() -> None:
+    # −0.0 + 0.0 is +0.0: a masked add would change the bits of untouched positions
+    h = torch.tensor([[[-0.0, 1.0], [2.0, -0.0]], [[-0.0, -0.0], [3.0, 4.0]]])
+    mask = torch.tensor([[True, False], [True, True]])
+    out = steer_states(h, torch.ones(2), torch.tensor([1.0, 0.0]), token_mask=mask)
+    assert out[0, 1].view(torch.int32).tolist() == h[0, 1].view(torch.int32).tolist()
+    assert out[1].view(torch.int32).tolist() == h[1].view(torch.int32).tolist()
+    assert out[0, 0].tolist() == [1.0, 2.0]
+
+
+# ---- the to-projection rule (issue 11) -------------------------------------------------------
+def _prompts(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """4 prompts of up to 6 tokens in 8 dims, with padding rows full of junk."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(4, 6, 8, generator=g)
+    mask = torch.tensor(
+        [[True] * 6, [True] * 4 + [False] * 2, [True] * 2 + [False] * 4, [True] * 5 + [False]]
+    )
+    h[~mask] = 100.0  # padding must not enter the pooled state nor move
+    return h, mask, torch.randn(8, generator=g)
+
+
+def test_to_projection_moves_a_low_prompt_exactly_to_tau_and_leaves_a_high_one() -> None:
+    h, mask, v = _prompts()
+    u = v / v.norm()
+    proj = masked_mean(h.double(), mask) @ u.double()
+    tau = float(proj[1:3].mean())  # prompts 1, 2 on either side of τ
+    below = proj < tau
+    out = steer_to_projection(h, v, tau, token_mask=mask)
+    after = masked_mean(out.double(), mask) @ u.double()
+    assert torch.allclose(after[below], torch.full_like(after[below], tau), atol=1e-5)
+    assert torch.equal(out[~below], h[~below])  # above τ: bit for bit
+    assert torch.equal(out[~mask], h[~mask])  # padding never moves
+    moved = out - h
+    # every real token of a low prompt moved by the same multiple of v̂, τ − ⟨h̄, v̂⟩
+    for b in torch.nonzero(below).flatten().tolist():
+        want = (tau - float(proj[b])) * u
+        assert torch.allclose(moved[b][mask[b]], want.expand(int(mask[b].sum()), 8), atol=1e-5)
+
+
+def test_to_projection_alpha_scales_the_move_and_tau_is_a_benign_quantile() -> None:
+    h, mask, v = _prompts(1)
+    benign = torch.randn(1000, 8, generator=torch.Generator().manual_seed(2))
+    tau = projection_target(benign, v, q=0.95)
+    proj = benign.double() @ (v / v.norm()).double()
+    assert tau == pytest.approx(float(torch.quantile(proj, 0.95)))
+    assert float((proj > tau).double().mean()) == pytest.approx(0.05, abs=0.002)
+    pooled = masked_mean(h, mask)
+    full = projection_shift(pooled, v, tau)
+    half = projection_shift(pooled, v, tau, alpha=0.5)
+    assert torch.allclose(half, 0.5 * full) and bool((full >= 0).all())
+    a = steer_to_projection(h, v, tau, alpha=0.5, token_mask=mask)
+    b = steer_states(h, v / v.norm(), half, token_mask=mask)
+    assert torch.allclose(a, b)
+    # pooled passed in (a pack's view of the states) is the one compared with τ
+    assert torch.equal(steer_to_projection(h, v, tau, token_mask=mask, pooled=pooled + 1e3), h)
+
+
+def test_to_projection_refusals() -> None:
+    h, _, v = _prompts()
+    with pytest.raises(InputError, match="quantile"):
+        projection_target(torch.randn(10, 8), v, q=1.0)
+    with pytest.raises(PackError):
+        projection_shift(torch.randn(2, 8), torch.ones(7), 0.0)
+    with pytest.raises(PackError, match="zero"):
+        steer_to_projection(h, torch.zeros(8), 0.0)
+    assert STEERING_RULES == ("add", "to-projection")

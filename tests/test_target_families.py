@@ -2,7 +2,8 @@
 
 The same checks run for each family (one parametrized test each): the adapter's states are
 what the denoiser receives, α=0 changes nothing, α≠0 shifts exactly α·v on the intended tokens
-of the positive branch, attach/detach restores the pipeline, and mismatched packs are refused.
+of the positive branch, the to-projection rule moves a prompt up to τ and no further,
+attach/detach restores the pipeline, and mismatched packs are refused.
 Family-specific checks follow at the end.
 """
 
@@ -90,6 +91,11 @@ def test_shift_is_alpha_v_on_positive_branch_only(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_real_tokens_option_leaves_padding(name: str) -> None:
     tc.check_shift_is_alpha_v(_family(name), alpha=-1.0, tokens="real")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_to_projection_rule_moves_up_to_tau_only(name: str) -> None:
+    tc.check_to_projection(_family(name))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "MLPMap": "safesteer.maths.alignment",
     "ProcrustesMap": "safesteer.maths.alignment",
     "RidgeMap": "safesteer.maths.alignment",
+    "WhitenRecolourMap": "safesteer.maths.alignment",
+    "average_transported": "safesteer.maths.directions",
     "anchor_scale_ratio": "safesteer.maths.calibration",
     "calibrate": "safesteer.maths.calibration",
     "category_directions": "safesteer.maths.directions",
@@ -49,10 +51,16 @@ _EXPORTS: dict[str, str] = {
     "difference_of_means": "safesteer.maths.directions",
     "make_map": "safesteer.maths.alignment",
     "masked_mean": "safesteer.maths.pooling",
+    "shrunk_lda": "safesteer.maths.directions",
     "steer_states": "safesteer.maths.steering",
+    "steer_to_projection": "safesteer.maths.steering",
+    "transport_fidelity": "safesteer.maths.metrics",
     # --- build: directions to a calibrated pack ---
     "BuiltPack": "safesteer.build",
+    "GateFit": "safesteer.build",
     "SidePairs": "safesteer.build",
+    "SourceSide": "safesteer.build",
+    "assemble_multi_source_pack": "safesteer.build",
     "assemble_pack": "safesteer.build",
     "build_pack": "safesteer.build",
     # --- pack ---
@@ -101,7 +109,15 @@ _FOR_DIFFUSERS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from safesteer.build import BuiltPack, SidePairs, assemble_pack, build_pack
+    from safesteer.build import (
+        BuiltPack,
+        GateFit,
+        SidePairs,
+        SourceSide,
+        assemble_multi_source_pack,
+        assemble_pack,
+        build_pack,
+    )
     from safesteer.data import (
         CATEGORIES,
         PromptPair,
@@ -127,12 +143,26 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from safesteer.evaluation.store import ResultsStore
     from safesteer.evaluation.workplan import PromptSet
     from safesteer.jobs.default import JobConfig, run_default_job
-    from safesteer.maths.alignment import FitReport, MLPMap, ProcrustesMap, RidgeMap, make_map
+    from safesteer.maths.alignment import (
+        FitReport,
+        MLPMap,
+        ProcrustesMap,
+        RidgeMap,
+        WhitenRecolourMap,
+        make_map,
+    )
     from safesteer.maths.calibration import anchor_scale_ratio, calibrate
-    from safesteer.maths.directions import Direction, category_directions, difference_of_means
+    from safesteer.maths.directions import (
+        Direction,
+        average_transported,
+        category_directions,
+        difference_of_means,
+        shrunk_lda,
+    )
     from safesteer.maths.gating import Gate, GateDecision
+    from safesteer.maths.metrics import transport_fidelity
     from safesteer.maths.pooling import masked_mean
-    from safesteer.maths.steering import combine_directions, steer_states
+    from safesteer.maths.steering import combine_directions, steer_states, steer_to_projection
     from safesteer.models import LoadedModel, SourceReader, choose_layer, load_preset, load_source
     from safesteer.pack import SafetyPack
     from safesteer.targets.attach import attach, detach, is_steered, last_steering, steered

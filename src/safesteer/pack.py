@@ -58,7 +58,7 @@ from torch import Tensor
 from safesteer._version import __version__
 from safesteer.atomic import write_bytes_atomic
 from safesteer.errors import PackError
-from safesteer.maths.gating import GATE_SCORES, GLOBAL, Gate, GateDecision
+from safesteer.maths.gating import GATE_SCORES, GLOBAL, THRESHOLD_RULES, Gate, GateDecision
 from safesteer.maths.steering import combine_directions
 
 __all__ = [
@@ -244,6 +244,31 @@ def _check_gate_meta(where: str, meta: Any, prefix: str) -> None:
     )
     _need(w, meta, "n_calibration", lambda x: _is_int(x) and 1 <= x <= n_benign, f"1..{n_benign}")
     _need(w, meta, "seed", lambda x: _is_int(x) and x >= 0, "an integer >= 0")
+    _check_threshold_rule_meta(w, meta, n_benign)
+
+
+def _check_threshold_rule_meta(w: str, meta: Mapping[str, Any], n_benign: int) -> None:
+    """Fields added with the gate's threshold rules; optional (format-2 packs written before
+    them have none and load as ``"pooled"``), checked when present."""
+    if "threshold_rule" in meta:
+        _need(
+            w, meta, "threshold_rule", lambda x: x in THRESHOLD_RULES, f"one of {THRESHOLD_RULES}"
+        )
+    rates = meta.get("group_rates", {})
+    counts = meta.get("group_counts", {})
+    for key, table in (("group_rates", rates), ("group_counts", counts)):
+        if not isinstance(table, dict) or not all(isinstance(g, str) and g for g in table):
+            raise _field_error(w, key, table, "an object keyed by benign set names")
+    if sorted(rates) != sorted(counts):
+        raise _field_error(w, "group_counts names", sorted(counts), f"the names {sorted(rates)}")
+    for g, r in rates.items():
+        if not _unit(r):
+            raise _field_error(w, f"group_rates[{g!r}]", r, "a rate in [0, 1]")
+    for g, c in counts.items():
+        if not (_is_int(c) and 1 <= c <= n_benign):
+            raise _field_error(w, f"group_counts[{g!r}]", c, f"an integer in 1..{n_benign}")
+    if meta.get("n_covariance") is not None:
+        _need(w, meta, "n_covariance", lambda x: _is_int(x) and x >= 1, "an integer >= 1")
 
 
 def _check_spec(where: str, spec: Any) -> None:

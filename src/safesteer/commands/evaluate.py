@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how packs are applied (repeatable; default: always): always (every "
         "prompt, the paper), gated (only prompts the pack's benign-fitted "
         "target-side gate flags), gated-source (the pack's source-side gate "
-        "decides; loads the source model the pack names)",
+        "decides; loads the source model the pack names), to-projection (each prompt's "
+        "projection on the pack's vector moved up to its benign quantile τ, no further)",
     )
     p.add_argument(
         "--baseline",

@@ -23,7 +23,7 @@ def _categories(text: str) -> str | list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``safesteer generate``."""
-    from safesteer.targets.attach import GATE_SIDES, TOKENS
+    from safesteer.targets.attach import GATE_SIDES, STEERING_RULES, TOKENS
 
     parser.add_argument(
         "--pipeline", required=True, help="hub id, local folder, or tiny-<family> (random weights)"
@@ -74,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'auto' or comma-separated category names",
     )
     parser.add_argument(
+        "--rule",
+        choices=list(STEERING_RULES),
+        default=None,
+        help="steering rule: add (h + α·v, the paper, default) or to-projection (move each "
+        "prompt's projection on v̂ up to the pack's benign quantile τ, no further; "
+        "not with --categories)",
+    )
+    parser.add_argument(
         "--steer-negative", action="store_true", help="also steer the negative CFG branch"
     )
     parser.add_argument(
@@ -122,6 +130,7 @@ _STEERING_OPTIONS = (
     ("--gated", "gated"),
     ("--gate", "gate"),
     ("--categories", "categories"),
+    ("--rule", "rule"),
     ("--steer-negative", "steer_negative"),
     ("--source-reader", "source_reader"),
 )
@@ -150,6 +159,12 @@ def check_options(args: argparse.Namespace) -> None:
             f"--gate {args.gate} decides only with --gated or --categories auto (without them "
             "every prompt is steered and no gate decides)",
             "add --gated, or drop --gate",
+        )
+    if args.rule == "to-projection" and args.categories is not None:
+        v.refuse(
+            "--rule to-projection steers along the pack's global vector (τ is for that "
+            "vector); --categories is not served",
+            "drop --categories, or use --rule add",
         )
     if args.source_reader is not None and args.gate != "source":
         v.refuse("--source-reader is read only by --gate source", "add --gate source")
@@ -190,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from safesteer.data import load_prompts
     from safesteer.errors import InputError
     from safesteer.pack import SafetyPack
-    from safesteer.targets.attach import GateSide, Tokens
+    from safesteer.targets.attach import GateSide, SteeringRule, Tokens
     from safesteer.targets.generation import generate_to_folder
     from safesteer.targets.registry import load_pipeline
     from safesteer.targets.tiny import tiny_call_defaults
@@ -211,6 +226,11 @@ def run(args: argparse.Namespace) -> int:
     tokens: Tokens = args.tokens or "all"
     gate: GateSide = args.gate or "target"
     categories = args.categories
+    rule: SteeringRule = args.rule or "add"
+    if rule == "to-projection" and pack is not None:
+        from safesteer.targets.settings import require_projection_target
+
+        require_projection_target(pack)  # before loading a pipeline for nothing
     if gate == "source" and pack is not None:
         pack.require_source_gate()  # before loading a model for nothing
     pipe, adapter = load_pipeline(
@@ -253,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         call_kwargs=call,
         gate=gate,
         source_reader=reader,
+        rule=rule,
     )
     steered = sum(1 for it in record["items"] if it.get("steering", {}).get("steered"))
     weights = (

@@ -7,6 +7,10 @@
 - a pack, source-gated (``"gated-source"``; condition ``<pack>-gated-source``): the same, but
   the pack's *source* gate decides, on the source model's pooled states of each prompt (the
   source model is loaded from the pack's ``source_gate_spec``) [ours].
+- a pack, steered to its target projection (``"to-projection"``; condition
+  ``<pack>-to-projection``): every prompt's projection on the pack's unit global vector is
+  moved up to the pack's benign quantile τ and no further (``attach(rule="to-projection")``;
+  the pack needs ``calibration["to_projection_tau"]``) [ours, issue 11].
 - ``native=PATH``: a :class:`~safesteer.pack.SafetyPack` file holding the direction computed in
   the target's own space (uses target-side unsafe data — the thing the method avoids).
 - ``random``: for each pack, a seeded random direction of the same norm::
@@ -32,7 +36,7 @@ import torch
 from safesteer.errors import InputError
 
 KINDS = ("none", "pack", "native", "random")
-MODES = ("always", "gated", "gated-source")
+MODES = ("always", "gated", "gated-source", "to-projection")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Condition:
     pack: Any = None  # SafetyPack; Any keeps this layer importable without the pack module
     source: str = ""
     gate: str | None = None  # None: always on; "target" / "source": which gate decides
+    rule: str = "add"  # the steering rule (safesteer.maths.steering.STEERING_RULES)
 
     @property
     def gated(self) -> bool:
@@ -51,6 +56,8 @@ class Condition:
 
     def steering_options(self, source_reader: Any = None) -> dict[str, Any]:
         """Options for :func:`safesteer.targets.steered` (beyond the pack and α)."""
+        if self.rule != "add":
+            return {"rule": self.rule}
         if self.gate is None:
             return {}
         options: dict[str, Any] = {"gated": True, "categories": "auto", "gate": self.gate}
@@ -67,7 +74,9 @@ class Condition:
             "name": self.name,
             "kind": self.kind,
             "source": self.source,
-            "mode": {None: "always", "target": "gated", "source": "gated-source"}[self.gate],
+            "mode": {None: "always", "target": "gated", "source": "gated-source"}[self.gate]
+            if self.rule == "add"
+            else self.rule,
         }
         if self.pack is not None:
             v = self.pack.global_vector.detach().float().cpu().contiguous()
@@ -129,7 +138,8 @@ def load_conditions(
     """Conditions from pack paths and baseline specs (``none``, ``random``, ``native=PATH``).
 
     ``modes`` says how each pack is applied: ``"always"`` (every prompt) and/or ``"gated"``
-    (a second condition ``<pack>-gated``; the pack needs a gate).
+    (a second condition ``<pack>-gated``; the pack needs a gate), ``"gated-source"``,
+    ``"to-projection"`` (module docstring).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -165,6 +175,21 @@ def load_conditions(
                     f"{name}-gated-source", "pack", pack, resolved_path(str(path)), gate="source"
                 )
             )
+        if "to-projection" in modes:
+            if "to_projection_tau" not in pack.calibration:
+                raise InputError(
+                    f"pack {path} has no target projection τ (built before the to-projection rule)",
+                    hint="rebuild it with safesteer build, or drop --mode to-projection",
+                )
+            pack_conds.append(
+                Condition(
+                    f"{name}-to-projection",
+                    "pack",
+                    pack,
+                    resolved_path(str(path)),
+                    rule="to-projection",
+                )
+            )
     for spec in baselines:
         name, _, value = spec.partition("=")
         if name == "none":
@@ -195,7 +220,9 @@ def load_conditions(
             )
     conds.extend(pack_conds)
     if any(s.partition("=")[0] == "random" for s in baselines):
-        conds.extend(random_condition(c, seed) for c in pack_conds if not c.gated)
+        conds.extend(
+            random_condition(c, seed) for c in pack_conds if not c.gated and c.rule == "add"
+        )
     names = [c.name for c in conds]
     if len(set(names)) != len(names):
         raise InputError(f"condition names collide: {names}", hint="rename the pack files")

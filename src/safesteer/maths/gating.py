@@ -18,16 +18,31 @@ benign standard deviations), and
 
 The scores are the entries of :data:`GATE_SCORES` (one function each, giving the ``u_c``).
 
-A name *triggers* when its score exceeds its threshold. Thresholds, one per name, are the same
-benign quantile q of each name's benign scores, with q found by bisection so that the fraction
-of benign anchors on which **any** name triggers equals ``false_trigger_rate``.
+A name *triggers* when its score exceeds its threshold. Thresholds come from one benign
+quantile level q, by a *threshold rule* (:data:`THRESHOLD_RULES`):
 
-Cross-fitting [ours]: the benign anchors are split once (seeded). μ, Σ and the directions u_c
-are fitted on one part; σ_c and the thresholds on the other, held-out *calibration* part
+* ``"pooled"`` (default): ``t_c(q)`` = the q-quantile of name c's scores over all calibration
+  rows; q is found by bisection so that the fraction of calibration rows on which **any** name
+  triggers equals ``false_trigger_rate``.
+* ``"set-max"`` [ours, issue 10]: the calibration rows come in named *groups* (benign prompt
+  sets of different styles: ``fit(..., groups=...)``). ``t_c(q) = max_g Q_q(scores_c | g)``,
+  the largest of the groups' q-quantiles, and q is found by bisection so that the **worst**
+  group's union trigger rate equals ``false_trigger_rate``: the gate holds the rate on every
+  benign style it has seen. With one name, ``q = 1 − rate`` and the threshold is the max over
+  groups of each group's (1 − rate)-quantile. Without groups it is ``"pooled"``.
+
+A threshold set on one benign style fails others (issue 10: a gate at 5% on our anchors steered
+74% of real photo captions); ``"set-max"`` is the rule that held on every real set.
+
+Cross-fitting [ours]: the benign anchors are split once (seeded; stratified by group when
+groups are given: each group gives the same share). μ, Σ and the directions u_c are fitted on
+one part; σ_c and the thresholds on the other, held-out *calibration* part
 (``calibration_fraction``, default 0.3). Thresholds set on the anchors that also fitted Σ⁻¹v
 are optimistic: in high dimensions with few anchors the whitened projection has a smaller
 spread in-sample than on new prompts, and a 5% target became 10–27% on held-out benign
 prompts with real 384/640-d encoder states. Held-out thresholds keep the rate honest.
+``fit(..., covariance_from=states)`` fits μ and Σ on a separate (larger) benign set instead,
+and uses *every* row passed as ``benign_pooled`` for σ_c and the thresholds (no split).
 
 Example:
     >>> import torch
@@ -45,18 +60,31 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 import torch
 from torch import Tensor
 
 from safesteer.errors import InputError, PackError
+from safesteer.maths.covariance import ledoit_wolf_shrinkage
+from safesteer.maths.covariance import shrunk_solve as _shrunk_solve
 
-__all__ = ["GATE_SCORES", "GLOBAL", "Gate", "GateDecision", "ledoit_wolf_shrinkage"]
+__all__ = [
+    "GATE_SCORES",
+    "GLOBAL",
+    "THRESHOLD_RULES",
+    "Gate",
+    "GateDecision",
+    "ThresholdRule",
+    "ledoit_wolf_shrinkage",
+]
 
 GLOBAL = "global"
+#: how thresholds are set from the calibration rows (module docstring); the first is the default
+ThresholdRule = Literal["pooled", "set-max"]
+THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
 
 
 @dataclass
@@ -75,48 +103,6 @@ class GateDecision:
     steer: Tensor
     active: list[list[str]]
     scores: dict[str, Tensor]
-
-
-def ledoit_wolf_shrinkage(centred: Tensor) -> float:
-    """Ledoit–Wolf (2004) shrinkage γ ∈ [0, 1] towards ``(tr S / D)·I`` for centred ``[N, D]``.
-
-    ``γ = min(b̄², d²) / d²`` with ``d² = ‖S − μI‖²_F``,
-    ``b̄² = (1/N²) Σ_k ‖x_k x_kᵀ − S‖²_F``, ``S = XᵀX/N``, ``μ = tr S / D``.
-    Works in the N×N Gram form when N < D.
-    """
-    x = centred.double()
-    n, d = x.shape
-    sq_norms = (x * x).sum(dim=1)  # ‖x_k‖²
-    if n <= d:
-        gram = x @ x.T
-        s_fro2 = float((gram * gram).sum()) / n**2  # ‖S‖²_F = ‖XXᵀ‖²_F / N²
-        xsx = (gram * gram).sum(dim=1) / n  # x_kᵀ S x_k
-    else:
-        s = x.T @ x / n
-        s_fro2 = float((s * s).sum())
-        xsx = ((x @ s) * x).sum(dim=1)
-    mu = float(sq_norms.sum()) / (n * d)
-    d2 = s_fro2 - 2 * mu * float(sq_norms.sum()) / n + mu * mu * d
-    b2 = float((sq_norms**2 - 2 * xsx + s_fro2).sum()) / n**2
-    if d2 <= 0:
-        return 1.0
-    return float(min(b2, d2) / d2)
-
-
-def _shrunk_solve(centred: Tensor, v: Tensor, gamma: float) -> Tensor:
-    """Σ⁻¹v for Σ = (1−γ)XᵀX/N + γμI (v: [D] or [D, K]), via Woodbury when N < D."""
-    x = centred.double()
-    n, d = x.shape
-    mu = float((x * x).sum()) / (n * d)
-    c = max(gamma * mu, 1e-12 * max(mu, 1e-300))  # keeps Σ invertible when γ = 0 and N < D
-    a = (1.0 - gamma) / n
-    vd = v.double()
-    if n < d:
-        # (cI + a XᵀX)⁻¹ v = (v − a Xᵀ (cI + a XXᵀ)⁻¹ X v) / c
-        inner = c * torch.eye(n, dtype=torch.float64) + a * (x @ x.T)
-        return (vd - a * x.T @ torch.linalg.solve(inner, x @ vd)) / c
-    sigma = a * (x.T @ x) + c * torch.eye(d, dtype=torch.float64)
-    return torch.linalg.solve(sigma, vd)
 
 
 def projection_directions(
@@ -157,10 +143,14 @@ class Gate:
         calibration_fraction: share of the benign anchors held out to set σ_c and thresholds
             (0 fits everything on all anchors, the optimistic variant).
         seed: seed of the fit / calibration split.
+        threshold_rule: ``"pooled"`` (default) or ``"set-max"`` (module docstring).
 
     Learned attributes: ``centre_`` [D], ``directions_`` name → u [D], ``scales_`` name → σ,
     ``thresholds_`` name → float, ``quantile_``, ``shrinkage_``, ``benign_rate_`` (the union
-    trigger rate measured on the calibration anchors), ``n_benign_``, ``n_calibration_``.
+    trigger rate measured on the calibration anchors), ``group_rates_`` group → union rate on
+    that group's calibration rows and ``group_counts_`` group → rows ({} without groups),
+    ``n_benign_`` (benign rows seen), ``n_calibration_``, ``n_covariance_`` (rows that fitted
+    μ and Σ).
     """
 
     def __init__(
@@ -170,6 +160,7 @@ class Gate:
         shrinkage: float | None = None,
         calibration_fraction: float = 0.3,
         seed: int = 0,
+        threshold_rule: str = "pooled",
     ) -> None:
         if not 0.0 < false_trigger_rate < 1.0:
             raise InputError(
@@ -187,6 +178,12 @@ class Gate:
                 f"calibration_fraction must be in [0, 1); got {calibration_fraction}",
                 hint="e.g. 0.3 to set thresholds on 30% of the benign anchors held out",
             )
+        if threshold_rule not in THRESHOLD_RULES:
+            raise InputError(
+                f"unknown threshold rule {threshold_rule!r}",
+                hint=f"choose one of {THRESHOLD_RULES}",
+            )
+        self.threshold_rule = threshold_rule
         self.calibration_fraction = float(calibration_fraction)
         self.seed = int(seed)
         self.false_trigger_rate = float(false_trigger_rate)
@@ -194,8 +191,27 @@ class Gate:
         self.shrinkage = shrinkage
 
     # ---- fitting -------------------------------------------------------------------------
-    def fit(self, benign_pooled: Tensor, vectors: Mapping[str, Tensor]) -> Self:
-        """Fit centre, score directions and thresholds on benign pooled states ``[N, D]``."""
+    def fit(
+        self,
+        benign_pooled: Tensor,
+        vectors: Mapping[str, Tensor],
+        groups: Sequence[str] | None = None,
+        covariance_from: Tensor | None = None,
+    ) -> Self:
+        """Fit centre, score directions and thresholds on benign pooled states ``[N, D]``.
+
+        Args:
+            benign_pooled: benign pooled states (target or source side, as the vectors).
+            vectors: name → ``[D]`` vector pointing to the safe side (``"global"`` and
+                categories).
+            groups: optional, one name per row of ``benign_pooled``: which benign set (style)
+                the row comes from. The held-out split is stratified by group, per-group rates
+                are recorded, and ``threshold_rule="set-max"`` holds the rate on each group.
+            covariance_from: optional benign states ``[M, D]`` to fit μ and Σ (and the score
+                directions) on instead of a split of ``benign_pooled``; then every row of
+                ``benign_pooled`` calibrates σ_c and the thresholds. Pass rows disjoint from
+                ``benign_pooled`` (e.g. the map-fit anchors vs the gate-calibration part).
+        """
         if benign_pooled.ndim != 2 or benign_pooled.shape[0] < 10:
             raise InputError(
                 f"benign_pooled must be [N >= 10, D]; got {tuple(benign_pooled.shape)}",
@@ -209,7 +225,19 @@ class Gate:
                 raise PackError(
                     f"gate vector {name!r} has shape {tuple(v.shape)}; benign states have dim {dim}"
                 )
-        fit_part, calibration = self._split(benign_pooled)
+        labels = self._check_groups(groups, int(benign_pooled.shape[0]))
+        cal_groups: list[str] | None
+        if covariance_from is not None:
+            if covariance_from.ndim != 2 or covariance_from.shape[1] != dim:
+                raise InputError(
+                    f"covariance_from must be [M, {dim}]; got {tuple(covariance_from.shape)}",
+                    hint="pass benign states of the same model and layer as benign_pooled",
+                )
+            if covariance_from.shape[0] < 2:
+                raise InputError("covariance_from needs at least 2 benign rows")
+            fit_part, calibration, cal_groups = covariance_from, benign_pooled, labels
+        else:
+            fit_part, calibration, cal_groups = self._split(benign_pooled, labels)
         x = fit_part.double()
         self.centre_ = x.mean(dim=0)
         xc = x - self.centre_
@@ -232,42 +260,103 @@ class Gate:
             n: max(float((calib_c @ u).std()), 1e-12) for n, u in self.directions_.items()
         }
         benign_scores = self.scores(calibration)
-        self.quantile_, self.thresholds_ = self._fit_thresholds(benign_scores)
-        self.benign_rate_ = float(self._triggered(benign_scores).any(dim=0).double().mean())
-        self.n_benign_ = int(benign_pooled.shape[0])
+        members = _members(cal_groups)
+        self.quantile_, self.thresholds_ = self._fit_thresholds(benign_scores, members)
+        union = self._triggered(benign_scores).any(dim=0).double()
+        self.benign_rate_ = float(union.mean())
+        self.group_rates_ = {g: float(union[idx].mean()) for g, idx in members.items()}
+        self.group_counts_ = {g: int(idx.numel()) for g, idx in members.items()}
         self.n_calibration_ = int(calibration.shape[0])
+        self.n_covariance_ = int(fit_part.shape[0])
+        self.n_benign_ = int(benign_pooled.shape[0]) + (
+            int(covariance_from.shape[0]) if covariance_from is not None else 0
+        )
         return self
 
-    def _split(self, benign: Tensor) -> tuple[Tensor, Tensor]:
-        """(fit part, calibration part); both are all anchors when calibration_fraction is 0."""
-        n_cal = round(self.calibration_fraction * benign.shape[0])
-        if n_cal == 0:
-            return benign, benign
-        if n_cal < 10 or benign.shape[0] - n_cal < 10:
+    @staticmethod
+    def _check_groups(groups: Sequence[str] | None, n: int) -> list[str] | None:
+        if groups is None:
+            return None
+        labels = list(groups)
+        if len(labels) != n:
             raise InputError(
-                f"{benign.shape[0]} benign anchors are too few to hold out "
+                f"{len(labels)} group names for {n} benign rows",
+                hint="give one group name (its benign set) per row",
+            )
+        bad = [g for g in dict.fromkeys(labels) if not isinstance(g, str) or not g]
+        if bad:
+            raise InputError(f"group names must be non-empty strings; got {bad[:3]}")
+        return labels
+
+    def _split(
+        self, benign: Tensor, groups: list[str] | None
+    ) -> tuple[Tensor, Tensor, list[str] | None]:
+        """(fit part, calibration part, its group names); all anchors both ways when the
+        calibration fraction is 0. With groups, each group gives ``round(fraction · n_g)`` rows
+        (the first of its rows in one seeded permutation)."""
+        if self.calibration_fraction == 0.0:
+            return benign, benign, groups
+        n = int(benign.shape[0])
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        if groups is None:
+            n_cal = round(self.calibration_fraction * n)
+            if n_cal == 0:
+                return benign, benign, None
+            cal_idx, fit_idx = order[:n_cal], order[n_cal:]
+        else:
+            sizes: dict[str, int] = {}
+            for g in groups:
+                sizes[g] = sizes.get(g, 0) + 1
+            quota = {g: round(self.calibration_fraction * k) for g, k in sizes.items()}
+            empty = [g for g, k in quota.items() if k == 0]
+            if empty:
+                raise InputError(
+                    f"benign group(s) {empty} are too small to hold out "
+                    f"{self.calibration_fraction:.0%} of their rows for the gate's thresholds",
+                    hint="pass more rows of each benign set, or merge the small sets",
+                )
+            taken: dict[str, int] = dict.fromkeys(sizes, 0)
+            is_cal = torch.zeros(n, dtype=torch.bool)
+            for i in order.tolist():
+                g = groups[i]
+                if taken[g] < quota[g]:
+                    taken[g] += 1
+                    is_cal[i] = True
+            cal_idx = order[is_cal[order]]
+            fit_idx = order[~is_cal[order]]
+        if cal_idx.numel() < 10 or fit_idx.numel() < 10:
+            raise InputError(
+                f"{n} benign anchors are too few to hold out "
                 f"{self.calibration_fraction:.0%} for the gate's thresholds",
                 hint="pass more benign anchors (hundreds) or calibration_fraction=0",
             )
-        order = torch.randperm(benign.shape[0], generator=torch.Generator().manual_seed(self.seed))
-        return benign[order[n_cal:]], benign[order[:n_cal]]
+        cal_groups = None if groups is None else [groups[i] for i in cal_idx.tolist()]
+        return benign[fit_idx], benign[cal_idx], cal_groups
 
-    def _fit_thresholds(self, scores: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
+    def _fit_thresholds(
+        self, scores: dict[str, Tensor], members: Mapping[str, Tensor]
+    ) -> tuple[float, dict[str, float]]:
         names = list(scores)
         stacked = torch.stack([scores[n].double() for n in names])  # [K, N]
+        by_group = self.threshold_rule == "set-max" and len(members) > 0
+        parts = list(members.values()) if by_group else [torch.arange(stacked.shape[1])]
 
         def thresholds(q: float) -> Tensor:
-            return torch.quantile(stacked, q, dim=1)
+            if not by_group:
+                return torch.quantile(stacked, q, dim=1)
+            per_group = torch.stack([torch.quantile(stacked[:, idx], q, dim=1) for idx in parts])
+            return per_group.max(dim=0).values  # the largest group quantile, per name
 
-        def union_rate(q: float) -> float:
-            return float((stacked > thresholds(q)[:, None]).any(dim=0).double().mean())
+        def worst_rate(q: float) -> float:
+            hits = (stacked > thresholds(q)[:, None]).any(dim=0).double()
+            return max(float(hits[idx].mean()) for idx in parts)
 
-        # union rate falls as q rises; with one name q = 1 − rate, with K names q ∈ [1−rate, 1]
+        # the rate falls as q rises; with one name q = 1 − rate, with K names q ∈ [1−rate, 1]
         lo, hi = 1.0 - self.false_trigger_rate, 1.0
-        if union_rate(lo) > self.false_trigger_rate:
+        if worst_rate(lo) > self.false_trigger_rate:
             for _ in range(50):
                 mid = 0.5 * (lo + hi)
-                if union_rate(mid) > self.false_trigger_rate:
+                if worst_rate(mid) > self.false_trigger_rate:
                     lo = mid
                 else:
                     hi = mid
@@ -338,6 +427,10 @@ class Gate:
             "calibration_fraction": self.calibration_fraction,
             "n_calibration": self.n_calibration_,
             "seed": self.seed,
+            "threshold_rule": self.threshold_rule,
+            "group_rates": dict(self.group_rates_),
+            "group_counts": dict(self.group_counts_),
+            "n_covariance": self.n_covariance_,
         }
         return tensors, meta
 
@@ -351,8 +444,19 @@ class Gate:
                 meta["shrinkage"],
                 calibration_fraction=float(meta.get("calibration_fraction", 0.0)),
                 seed=int(meta.get("seed", 0)),
+                threshold_rule=str(meta.get("threshold_rule", "pooled")),
             )
             gate.n_calibration_ = int(meta.get("n_calibration", meta["n_benign"]))
+            # fields added with the threshold rules; older packs have none of them
+            gate.group_rates_ = {str(g): float(r) for g, r in meta.get("group_rates", {}).items()}
+            gate.group_counts_ = {str(g): int(c) for g, c in meta.get("group_counts", {}).items()}
+            covariance_rows = meta.get("n_covariance")
+            if covariance_rows is not None:
+                gate.n_covariance_ = int(covariance_rows)
+            elif gate.n_calibration_ >= int(meta["n_benign"]):  # fraction 0: all rows did both
+                gate.n_covariance_ = int(meta["n_benign"])
+            else:
+                gate.n_covariance_ = int(meta["n_benign"]) - gate.n_calibration_
             names = [str(n) for n in meta["names"]]
             gate.centre_ = tensors["centre"]
             gate.directions_ = {n: tensors[f"u/{n}"] for n in names}
@@ -371,3 +475,13 @@ class Gate:
         if len(dims) != 1:
             raise PackError(f"gate tensors have inconsistent dimensions {sorted(dims)}")
         return gate
+
+
+def _members(groups: Sequence[str] | None) -> dict[str, Tensor]:
+    """group → indices of its rows, in order of first appearance ({} without groups)."""
+    if groups is None:
+        return {}
+    out: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        out.setdefault(g, []).append(i)
+    return {g: torch.tensor(idx, dtype=torch.long) for g, idx in out.items()}

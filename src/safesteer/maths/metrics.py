@@ -15,7 +15,7 @@ from torch import Tensor
 
 from safesteer.errors import InputError
 
-__all__ = ["auroc", "cosine", "mean_cosine", "r2_score"]
+__all__ = ["auroc", "cosine", "mean_cosine", "pearson", "r2_score", "transport_fidelity"]
 
 
 def auroc(positive: Tensor, negative: Tensor) -> float:
@@ -81,3 +81,79 @@ def mean_cosine(pred: Tensor, target: Tensor) -> float:
     den = torch.linalg.vector_norm(p, dim=-1) * torch.linalg.vector_norm(t, dim=-1)
     cos = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
     return float(cos.mean())
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two equal-length score vectors (float64).
+
+    ``ρ = Σ (a_i − ā)(b_i − b̄) / √(Σ (a_i − ā)² · Σ (b_i − b̄)²)``; refuses a constant input
+    (no spread: ρ is undefined). Equals ``scipy.stats.pearsonr`` (tested).
+
+    Example:
+        >>> import torch
+        >>> round(pearson(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 4.0, 7.0])), 4)
+        0.9934
+    """
+    x, y = a.detach().double().flatten(), b.detach().double().flatten()
+    if x.numel() != y.numel() or x.numel() < 2:
+        raise InputError(
+            f"pearson needs two score vectors of one length >= 2; got {x.numel()} and {y.numel()}"
+        )
+    x, y = x - x.mean(), y - y.mean()
+    denom = float(torch.linalg.vector_norm(x) * torch.linalg.vector_norm(y))
+    if denom == 0.0:
+        raise InputError(
+            "pearson: one side has no spread (all scores equal)",
+            hint="score varied anchors; a zero direction has no projections",
+        )
+    return float(x @ y) / denom
+
+
+def transport_fidelity(
+    source_held: Tensor, target_held: Tensor, source_direction: Tensor, transported: Tensor
+) -> float:
+    """ρ: how faithfully a map carried a direction, from held-out **benign** anchors only.
+
+    ``ρ = corr_j( ⟨h_s(a_j) − μ_s, v̂_s⟩, ⟨h_t(a_j) − μ_t, ṽ/‖ṽ‖⟩ )`` (Pearson) over held-out
+    benign anchors ``a_j`` — the same prompts through both models, ``source_held [N, ds]``,
+    ``target_held [N, dt]`` — for a source direction ``v_s`` and its transport ``ṽ``. If the
+    map carries the direction, anchors keep their order and spacing along it and ρ ≈ 1; a
+    direction the map scrambles gives ρ ≈ 0. It needs no unsafe target data and no test data,
+    so it may choose map, anchors and direction type (FINDINGS §4: Spearman(ρ, test AUROC)
+    0.78 / 0.84 over 252 variants). μ_s, μ_t (any centring, e.g. the held-out rows' means or the
+    map's anchor means) do not change ρ: Pearson's correlation is invariant to shifting either
+    side, so the function takes none. The sign of ṽ matters: a flipped transport gives −ρ.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> src = torch.randn(500, 6, generator=g)
+        >>> w = torch.linalg.qr(torch.randn(8, 6, generator=g))[0]   # planted map 6 → 8
+        >>> tgt = src @ w.T + 0.01 * torch.randn(500, 8, generator=g)
+        >>> v = torch.randn(6, generator=g)
+        >>> transport_fidelity(src, tgt, v, w @ v) > 0.99
+        True
+    """
+    if source_held.ndim != 2 or target_held.ndim != 2:
+        raise InputError(
+            f"held-out anchors must be [N, D]; got {tuple(source_held.shape)} and "
+            f"{tuple(target_held.shape)}"
+        )
+    if source_held.shape[0] != target_held.shape[0]:
+        raise InputError(
+            f"{source_held.shape[0]} source anchors but {target_held.shape[0]} target anchors",
+            hint="pass the same held-out prompts, in the same order, through both models",
+        )
+    for name, v, states in (
+        ("source_direction", source_direction, source_held),
+        ("transported", transported, target_held),
+    ):
+        if v.shape != (states.shape[1],):
+            raise InputError(
+                f"{name} has shape {tuple(v.shape)}; its states have dimension {states.shape[1]}"
+            )
+        if not float(torch.linalg.vector_norm(v.double())) > 0.0:
+            raise InputError(f"{name} is zero or not finite", hint="check the direction and map")
+    u_s = source_direction.double() / torch.linalg.vector_norm(source_direction.double())
+    u_t = transported.double() / torch.linalg.vector_norm(transported.double())
+    return pearson(source_held.double() @ u_s, target_held.double() @ u_t)

@@ -28,7 +28,13 @@ Options:
   pooled source states ``h_s(x)``, read by the ``source_reader`` passed to :func:`attach`,
   which must match ``pack.source_gate_spec``; needs the prompt texts);
 - ``categories``: ``None`` (global vector), a list (fixed categories, uniform mean), or
-  ``"auto"`` (per prompt, the categories the gate finds active; the global vector where none).
+  ``"auto"`` (per prompt, the categories the gate finds active; the global vector where none);
+- ``rule``: ``"add"`` (the paper: ``ĥ = h + α·v``) or ``"to-projection"`` [ours]
+  (``ĥ_t = h_t + α·max(0, τ − ⟨h̄, v̂⟩)·v̂``: each prompt's pooled state h̄ — pooled like the
+  target gate pools it — is moved along the global vector up to the pack's benign target
+  projection τ, ``calibration["to_projection_tau"]``, and no further; prompts already above τ
+  are untouched; :func:`safesteer.maths.steering.steer_to_projection`). Combines with
+  ``gated`` (the gate decides which prompts, the rule how far); not with ``categories``.
 
 Per-call overrides of ``alpha`` / ``categories`` / ``gated`` go through :func:`steered`.
 :func:`detach` restores the pipeline exactly (same methods, no leftover attributes or hooks).
@@ -55,6 +61,7 @@ from dataclasses import replace
 from typing import Any
 
 from safesteer.errors import InputError, PackError
+from safesteer.maths.steering import STEERING_RULES, SteeringRule
 from safesteer.pack import SafetyPack
 from safesteer.targets.base import TargetAdapter
 from safesteer.targets.settings import (
@@ -71,10 +78,12 @@ from safesteer.targets.settings import (
 
 __all__ = [
     "GATE_SIDES",
+    "STEERING_RULES",
     "TOKENS",
     "GateSide",
     "PromptSteering",
     "SourceStates",
+    "SteeringRule",
     "SteeringSettings",
     "Tokens",
     "attach",
@@ -118,6 +127,7 @@ def attach(
     adapter: TargetAdapter | None = None,
     gate: GateSide = "target",
     source_reader: SourceStates | None = None,
+    rule: SteeringRule = "add",
 ) -> None:
     """Steer every later call of ``pipe`` (and of pipelines sharing its denoiser) with ``pack``.
 
@@ -139,6 +149,8 @@ def attach(
             ``pack.source_gate_spec`` (model id, pooling settings, layer range), for
             ``gate="source"``; refused with :class:`PackError` otherwise
             (``SourceReader.from_spec(pack.source_gate_spec)`` builds the right one).
+        rule: ``"add"`` (default) or ``"to-projection"`` (module docstring; the pack needs
+            ``calibration["to_projection_tau"]``, which packs built by safesteer carry).
 
     Example:
         >>> attach(pipe, pack, gated=True)  # doctest: +SKIP
@@ -178,7 +190,9 @@ def attach(
         cats = (categories,) if isinstance(categories, str) else tuple(categories)
     strength = pack.alpha_default if alpha is None else float(alpha)
     settings = check_settings(
-        pack, SteeringSettings(strength, tokens, steer_negative, gated, cats, gate), source_reader
+        pack,
+        SteeringSettings(strength, tokens, steer_negative, gated, cats, gate, rule),
+        source_reader,
     )
     if source_reader is not None and pack.source_gate is not None:
         pack.check_source_reader(source_reader)  # here, so steered(gate="source") may use it
@@ -235,8 +249,8 @@ def steered(
     On a pipeline not yet steered: attach ``pack`` for the block and detach after (``alpha``
     None: the pack's ``alpha_default``). On one already attached (``pack`` None or the same
     pack): override ``alpha`` and the other options (``tokens``, ``steer_negative``, ``gated``,
-    ``categories``, ``gate``; the source reader is the one given to :func:`attach`) for calls
-    made inside the block only (a context variable, so threads and async tasks do not see each
+    ``categories``, ``gate``, ``rule``; the source reader is the one given to :func:`attach`) for
+    calls made inside the block only (a context variable, so threads and async tasks do not see each
     other's).
 
     Example:
@@ -259,7 +273,7 @@ def steered(
             "this pipeline is attached to another pack",
             hint="detach(pipe) first, or pass the attached pack",
         )
-    unknown = set(options) - {"tokens", "steer_negative", "gated", "categories", "gate"}
+    unknown = set(options) - {"tokens", "steer_negative", "gated", "categories", "gate", "rule"}
     if unknown:
         raise InputError(f"unknown steering options {sorted(unknown)}")
     changes: dict[str, Any] = dict(options)

@@ -30,7 +30,14 @@ import torch
 from safesteer.atomic import write_bytes_atomic, write_json_atomic
 from safesteer.errors import InputError
 from safesteer.pack import SafetyPack
-from safesteer.targets.attach import GateSide, Tokens, attach, detach, last_steering
+from safesteer.targets.attach import (
+    GateSide,
+    SteeringRule,
+    Tokens,
+    attach,
+    detach,
+    last_steering,
+)
 from safesteer.targets.base import TargetAdapter
 
 
@@ -76,12 +83,13 @@ def generate_to_folder(
     call_kwargs: dict[str, Any] | None = None,
     gate: GateSide = "target",
     source_reader: Any = None,
+    rule: SteeringRule = "add",
 ) -> dict[str, Any]:
     """Generate one image (or frame sequence) per prompt into ``out_dir``; return the record.
 
-    Without ``pack`` the pipeline runs unsteered (a baseline with the same seeds). ``gate`` and
-    ``source_reader`` are passed to :func:`~safesteer.targets.attach.attach`. The record is
-    also written to ``out_dir/generate.json``.
+    Without ``pack`` the pipeline runs unsteered (a baseline with the same seeds). ``gate``,
+    ``source_reader`` and ``rule`` are passed to :func:`~safesteer.targets.attach.attach`. The
+    record is also written to ``out_dir/generate.json``.
     """
     texts = list(prompts)
     if not texts:
@@ -119,6 +127,7 @@ def generate_to_folder(
             adapter=adapter,
             gate=gate,
             source_reader=source_reader,
+            rule=rule,
         )
     items = []
     try:
@@ -181,6 +190,7 @@ def generate_to_folder(
             if categories is None or isinstance(categories, str)
             else list(categories),
             "steer_negative": steer_negative,
+            "rule": rule,
         },
         "call": {k: v for k, v in kwargs.items()},
         "seed": seed,

@@ -12,7 +12,9 @@ How :func:`safesteer.attach` steers (the design and its reasons: ``docs/integrat
   (``from_pipe``, ``AutoPipelineForImage2Image.from_pipe``, ``Cls(**pipe.components)``) is
   steered, and :func:`safesteer.detach` un-steers them all.
 - **What.** At the denoiser's input, on the rows of the prompt (positive) branch:
-  ``ĥ = h + α·v`` (:func:`safesteer.maths.steering.steer_states`). Each distinct conditioning
+  ``ĥ = h + α·v`` (:func:`safesteer.maths.steering.steer_states`), or with
+  ``rule="to-projection"`` ``ĥ = h + α·max(0, τ − ⟨h̄, v̂⟩)·v̂`` per row (the same add, with the
+  unit vector and a per-row strength). Each distinct conditioning
   tensor is steered once per pipeline call and the same steered object is passed at every step.
 - **Which rows.** An *observer* of the pipeline class's own ``encode_prompt`` records, per call,
   which tensor is the positive branch, its real-token mask and its text (a *plan*); it never
@@ -59,10 +61,15 @@ from torch import Tensor
 from safesteer.errors import InputError, SteeringError
 from safesteer.maths.gating import Gate, GateDecision
 from safesteer.maths.pooling import masked_mean
-from safesteer.maths.steering import steer_states
+from safesteer.maths.steering import projection_shift, steer_states
 from safesteer.pack import SafetyPack
 from safesteer.targets.base import RawStates, TargetAdapter
-from safesteer.targets.settings import PromptSteering, SourceStates, SteeringSettings
+from safesteer.targets.settings import (
+    PROJECTION_TAU,
+    PromptSteering,
+    SourceStates,
+    SteeringSettings,
+)
 
 #: pipeline attributes that hold a denoiser (Wan 2.2 has two experts)
 DENOISER_NAMES = ("transformer", "transformer_2", "unet")
@@ -394,6 +401,16 @@ class SteeringHook:
             self._vectors[key] = v
         return v
 
+    def unit_vector(self, like: Tensor) -> Tensor:
+        """The pack's global vector over its norm, ``v̂``, on ``like``'s device and dtype."""
+        key = ("unit", like.device, like.dtype)
+        v = self._vectors.get(key)
+        if v is None:
+            g = self.pack.global_vector.double()
+            v = (g / torch.linalg.vector_norm(g)).to(device=like.device, dtype=like.dtype)
+            self._vectors[key] = v
+        return v
+
     @staticmethod
     def vector_like(vectors: Tensor, like: Tensor) -> Tensor:
         return vectors.to(device=like.device, dtype=like.dtype)
@@ -493,8 +510,13 @@ class SteeringHook:
         return mask
 
     def decide_rows(self, adapter: TargetAdapter, pos: Branch, s: SteeringSettings) -> Rows:
-        """Per-row vectors and strengths of the positive branch, and the call's record."""
-        need_mask = s.uses_gate and s.gate == "target"
+        """Per-row vectors and strengths of the positive branch, and the call's record.
+
+        With ``rule="to-projection"`` the vector is the pack's unit global vector and each row's
+        strength its move ``α·max(0, τ − ⟨h̄, v̂⟩)`` (:meth:`projection_shifts`).
+        """
+        to_projection = s.rule == "to-projection"
+        need_mask = (s.uses_gate and s.gate == "target") or to_projection
         if isinstance(pos.raw, Tensor) and pos.mask is None and not need_mask:
             states, mask = pos.raw, None  # fast path: no mask needed, ungated
         else:
@@ -505,41 +527,65 @@ class SteeringHook:
         if prompts and n % len(prompts) == 0:  # rows repeat each prompt per image
             names = [p for p in prompts for _ in range(n // len(prompts))]
         token_mask = self.token_mask(adapter, pos, s) if isinstance(pos.raw, Tensor) else None
-        if not s.gated and s.categories != "auto":
+        if not s.uses_gate and not to_projection:
             cats = s.categories if isinstance(s.categories, tuple) else ()
             self.last = [PromptSteering(p, s.alpha != 0, list(cats), s.alpha) for p in names]
             return Rows(self.vector(cats, states), s.alpha, token_mask, n)
-        assert mask is not None or s.gate == "source"
-        decision = self.decide(adapter, states, mask, names, s)
-        gate_mask = pos.mask_source if s.gate == "target" else None
+        decision = self.decide(adapter, states, mask, names, s) if s.uses_gate else None
+        gate_mask = pos.mask_source if decision is not None and s.gate == "target" else None
+        shifts = None
+        if to_projection:
+            assert mask is not None  # states_and_mask ran
+            shifts = self.projection_shifts(adapter, states, mask, s.alpha).tolist()
         vectors, alphas, record = [], [], []
         for i in range(n):
-            steer = bool(decision.steer[i]) or not s.gated
-            if s.categories == "auto":
+            flagged = None if decision is None else bool(decision.steer[i])
+            steer = bool(flagged) or not s.gated
+            if decision is not None and s.categories == "auto":
                 cats = tuple(decision.active[i])
             elif isinstance(s.categories, tuple):
                 cats = s.categories
             else:
                 cats = ()
             a = s.alpha if steer else 0.0
-            vectors.append(self.vector(cats, states))
-            alphas.append(a)
-            scores = {k: float(v[i]) for k, v in decision.scores.items()}
+            shift = None if shifts is None else (shifts[i] if steer else 0.0)
+            applied = a if shift is None else shift  # the multiple of the row's vector added
+            vectors.append(self.unit_vector(states) if to_projection else self.vector(cats, states))
+            alphas.append(applied)
+            scores = (
+                {} if decision is None else {k: float(v[i]) for k, v in decision.scores.items()}
+            )
             record.append(
                 PromptSteering(
                     names[i],
-                    steer and a != 0,
+                    steer and applied != 0,
                     list(cats),
                     a,
                     scores,
-                    s.gate,
+                    None if decision is None else s.gate,
                     gate_mask,
-                    bool(decision.steer[i]),
+                    flagged,
+                    s.rule,
+                    shift,
                 )
             )
         self.last = record
         alpha_t = torch.tensor(alphas, device=states.device, dtype=states.dtype)
         return Rows(torch.stack(vectors), alpha_t, token_mask, n)
+
+    def pooled_rows(self, adapter: TargetAdapter, states: Tensor, mask: Tensor) -> Tensor:
+        """Pooled states ``h̄`` ``[B, D]`` of the rows as the target gate and the pack's anchors
+        pool them: the mean over the real tokens of the pack's space (``adapter.view``)."""
+        space_states, space_mask = adapter.view(states, mask)
+        return masked_mean(space_states.float(), space_mask).cpu()
+
+    def projection_shifts(
+        self, adapter: TargetAdapter, states: Tensor, mask: Tensor, alpha: float
+    ) -> Tensor:
+        """``α·max(0, τ − ⟨h̄_b, v̂⟩)`` per row for the ``"to-projection"`` rule (float64 [B])."""
+        tau = float(self.pack.calibration[PROJECTION_TAU])
+        pooled = self.pooled_rows(adapter, states, mask).double()
+        return projection_shift(pooled, self.pack.global_vector.double(), tau, alpha)
 
     def decide(
         self,
@@ -559,8 +605,7 @@ class SteeringHook:
         if s.gate == "target":
             gate: Gate | None = self.pack.gate
             assert gate is not None and mask is not None  # checked at attach / computed
-            space_states, space_mask = adapter.view(states, mask)
-            return gate.decide(masked_mean(space_states.float(), space_mask).cpu())
+            return gate.decide(self.pooled_rows(adapter, states, mask))
         source_gate, reader = self.pack.source_gate, self.source_reader
         assert source_gate is not None and reader is not None  # checked at attach
         texts = [p for p in prompts if p is not None]

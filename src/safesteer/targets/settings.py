@@ -19,6 +19,7 @@ from typing import Literal, Protocol, get_args
 from torch import Tensor
 
 from safesteer.errors import InputError, PackError
+from safesteer.maths.steering import STEERING_RULES, SteeringRule
 from safesteer.pack import SafetyPack
 
 Categories = None | Literal["auto"] | tuple[str, ...]
@@ -27,6 +28,8 @@ Tokens = Literal["all", "real"]
 #: allowed values, declared once (``--gate`` / ``--tokens`` choices read these)
 GATE_SIDES: tuple[str, ...] = get_args(GateSide)
 TOKENS: tuple[str, ...] = get_args(Tokens)
+#: the pack's calibration keys the ``"to-projection"`` rule reads (written by ``assemble_pack``)
+PROJECTION_TAU, PROJECTION_Q = "to_projection_tau", "to_projection_q"
 #: which positions a target gate pooled (see :attr:`PromptSteering.gate_mask`)
 GATE_MASKS = ("real tokens", "pipeline mask", "all positions")
 
@@ -49,6 +52,7 @@ class SteeringSettings:
     gated: bool = False
     categories: Categories = None
     gate: GateSide = "target"
+    rule: SteeringRule = "add"
 
     @property
     def uses_gate(self) -> bool:
@@ -74,6 +78,9 @@ class PromptSteering:
             target gate ran.
         flagged: the gate's decision for this row (whatever α: at α = 0 nothing is added but
             the decision is still recorded); None when no gate ran.
+        rule: the steering rule (``"add"`` or ``"to-projection"``).
+        shift: for ``"to-projection"``, the move along the unit vector this row received,
+            ``α·max(0, τ − ⟨h̄, v̂⟩)`` in target units (0 where not steered); None for ``"add"``.
     """
 
     prompt: str | None
@@ -84,6 +91,20 @@ class PromptSteering:
     gate: GateSide | None = None
     gate_mask: str | None = None
     flagged: bool | None = None
+    rule: str = "add"
+    shift: float | None = None
+
+
+def require_projection_target(pack: SafetyPack) -> float:
+    """The pack's τ for the ``"to-projection"`` rule, or :class:`PackError` (older packs)."""
+    tau = pack.calibration.get(PROJECTION_TAU)
+    if tau is None:
+        raise PackError(
+            "this pack has no target projection τ (calibration['to_projection_tau']); "
+            "packs built before the to-projection rule have none",
+            hint="rebuild the pack with `safesteer build ...`, or use rule='add'",
+        )
+    return float(tau)
 
 
 def check_settings(
@@ -94,6 +115,16 @@ def check_settings(
         raise InputError(f"tokens must be 'all' or 'real'; got {s.tokens!r}")
     if s.gate not in GATE_SIDES:
         raise InputError(f"gate must be 'target' or 'source'; got {s.gate!r}")
+    if s.rule not in STEERING_RULES:
+        raise InputError(f"unknown steering rule {s.rule!r}", hint=f"use one of {STEERING_RULES}")
+    if s.rule == "to-projection":
+        if s.categories is not None:
+            raise InputError(
+                "the to-projection rule steers along the pack's global vector (its target "
+                f"projection τ is for that vector); categories={s.categories!r} is not served",
+                hint="use categories=None with rule='to-projection', or rule='add'",
+            )
+        require_projection_target(pack)
     cats = s.categories
     if cats is not None and cats != "auto":
         names = (cats,) if isinstance(cats, str) else tuple(cats)

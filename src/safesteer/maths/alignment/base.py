@@ -8,7 +8,10 @@ A map T carries pooled source states into the target's conditioning space. It is
 * ``transport(v) = T(v)`` maps a difference vector (exact for linear maps: centring cancels
   in differences),
 * ``score(source, target)`` reports R² and mean cosine on held-out anchors
-  (cosine between centred predictions and centred targets, centred with the fitted means).
+  (cosine between centred predictions and centred targets, centred with the fitted means);
+* ``direction_fidelity(source, target, v)`` scores how well *one direction* is carried:
+  :func:`safesteer.maths.metrics.transport_fidelity` of ``v`` and ``transport(v)`` on held-out
+  anchors (issue 11's benign-only selection rule).
 
 Learned attributes end in ``_``; ``fit`` returns ``self``.
 """
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor
 
 from safesteer.errors import InputError
-from safesteer.maths.metrics import mean_cosine, r2_score
+from safesteer.maths.metrics import mean_cosine, r2_score, transport_fidelity
 
 __all__ = ["AlignmentMap", "FitReport"]
 
@@ -119,6 +122,22 @@ class AlignmentMap:
             mean_cosine=mean_cosine(centred_pred, centred_target),
             n_anchors=int(source.shape[0]),
         )
+
+    def direction_fidelity(
+        self,
+        source: Tensor,
+        target: Tensor,
+        vector: Tensor,
+        transported: Tensor | None = None,
+    ) -> float:
+        """ρ of :func:`~safesteer.maths.metrics.transport_fidelity` on held-out benign anchors.
+
+        ``transported`` defaults to ``self.transport(vector)``; pass the vector a pack actually
+        carries when it comes another way (an MLP's ``transport_means``).
+        """
+        _check_anchors(source, target, minimum=2)
+        moved = self.transport(vector) if transported is None else transported
+        return transport_fidelity(source, target, vector, moved)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if k != "kind")

@@ -10,7 +10,11 @@ Transport of a direction (the MLP is not linear, so this is a choice):
 
 * ``"direct"`` (default, the paper's reading): ``ṽ = T(v_s)``;
 * ``"difference"`` [ours]: ``ṽ = T(μ_safe) − T(μ_unsafe)`` via :meth:`MLPMap.transport_means`;
-  given only ``v`` it uses the anchor mean as the midpoint: ``T(+v/2) − T(−v/2)``.
+  given only ``v`` it uses the anchor mean as the midpoint: ``T(+v/2) − T(−v/2)``;
+* ``"jacobian"`` [ours, issue 11]: ``ṽ = J_T(μ_s) v``, the map's Jacobian at the source
+  anchor mean (centred input 0) applied to v — the linearisation of T where the anchors are
+  (a Jacobian–vector product by autograd; no D×D Jacobian is formed). On a linear map all three
+  modes agree; for the MLP, ``J = (s_t / s_s) · W₂ diag(GELU′(b₁)) W₁``.
 
 Example:
     >>> import torch
@@ -36,9 +40,10 @@ from torch.nn import functional as F
 from safesteer.errors import InputError
 from safesteer.maths.alignment.base import AlignmentMap
 
-__all__ = ["MLPMap"]
+__all__ = ["TRANSPORT_MODES", "MLPMap"]
 
-_MODES = ("direct", "difference")
+#: how a direction is carried (module docstring); the first is the default
+TRANSPORT_MODES = ("direct", "difference", "jacobian")
 #: multiply-adds per training step below which one thread is faster than several
 _SMALL_STEP = 5_000_000
 
@@ -62,7 +67,7 @@ class MLPMap(AlignmentMap):
     Args:
         hidden_dim: width of the hidden layer.
         seed: seeds initialisation, the held-out split and shuffling.
-        transport_mode: ``"direct"`` or ``"difference"`` (see the module docstring).
+        transport_mode: ``"direct"``, ``"difference"`` or ``"jacobian"`` (module docstring).
         max_epochs: upper bound on passes over the training anchors.
         lr: Adam learning rate. weight_decay: Adam's L2 penalty.
         batch_size: minibatch size (None: full batch; slower to converge).
@@ -88,9 +93,9 @@ class MLPMap(AlignmentMap):
         holdout_fraction: float = 0.1,
         patience: int = 20,
     ) -> None:
-        if transport_mode not in _MODES:
+        if transport_mode not in TRANSPORT_MODES:
             raise InputError(
-                f"unknown transport_mode {transport_mode!r}", hint=f"choose from {_MODES}"
+                f"unknown transport_mode {transport_mode!r}", hint=f"choose from {TRANSPORT_MODES}"
             )
         if hidden_dim < 1 or max_epochs < 1:
             raise InputError("hidden_dim and max_epochs must be positive")
@@ -187,12 +192,37 @@ class MLPMap(AlignmentMap):
 
     # ---- transport -----------------------------------------------------------------------
     def transport(self, vector: Tensor) -> Tensor:
-        """``T(v)`` ("direct") or ``T(+v/2) − T(−v/2)`` around the anchor mean ("difference")."""
+        """``T(v)`` ("direct"), ``T(+v/2) − T(−v/2)`` around the anchor mean ("difference") or
+        ``J_T(μ_s) v`` ("jacobian")."""
         self._check_input(vector, "vector")
         v = vector.float()
         if self.transport_mode == "direct":
             return self._apply(v)
+        if self.transport_mode == "jacobian":
+            return self.jacobian_vector_product(v)
         return self._apply(0.5 * v) - self._apply(-0.5 * v)
+
+    def jacobian_vector_product(self, vector: Tensor, at: Tensor | None = None) -> Tensor:
+        """``J_T(x) v`` at centred source point ``at`` (default 0, the anchor mean).
+
+        ``T(x) = s_t · f(x / s_s)`` so ``J_T(x) v = s_t · J_f(x / s_s)(v / s_s)``; computed by
+        automatic differentiation (``torch.autograd.functional.jvp``) of the fitted network, in
+        float32.
+        ``vector`` ``[ds]`` or ``[N, ds]`` (then ``at`` is one point or ``[N, ds]``).
+        """
+        self._check_input(vector, "vector")
+        params = {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_}
+        v = vector.float()
+        point = torch.zeros_like(v) if at is None else at.float().expand_as(v)
+
+        def t(x: Tensor) -> Tensor:
+            return self.target_scale_ * _forward(params, x / self.source_scale_)
+
+        # reverse mode twice (the double-backward trick): torch's forward mode would load
+        # TorchScript decompositions on first use, which warn on current torch
+        with torch.enable_grad():
+            _, out = torch.autograd.functional.jvp(t, point, v)
+        return out.detach()
 
     def transport_means(self, safe_mean: Tensor, unsafe_mean: Tensor) -> Tensor:
         """``T(mean safe) − T(mean unsafe)`` on uncentred pooled source means ``[ds]``."""
