@@ -133,6 +133,19 @@ ROWS: list[tuple[str, str]] = [
     (BUILD + " --out {out}/p.safetensors --per banana", "--per: invalid choice"),
     (BUILD + " --out {out}/p.safetensors --pairs ours --per subcategory", "have no subcategory"),
     (BUILD + " --out {out}/p.safetensors --pairs {pairs} --per subcategory", "no subcategory"),
+    # ---- build: issue 11's options
+    (BUILD + " --out {out}/p.safetensors --direction banana", "--direction: invalid choice"),
+    (BUILD + " --out {out}/p.safetensors --also-source @3", "'@3' is not a source"),
+    (BUILD + " --out {out}/p.safetensors --also-source minilm-l6@", "is not a source"),
+    (BUILD + " --out {out}/p.safetensors --also-source minilm-l6@x", "'x' is not an integer"),
+    (BUILD + " --out {out}/p.safetensors --also-source smollm2-135m", "is the --source itself"),
+    (
+        BUILD + " --out {out}/p.safetensors --also-source minilm-l6 --also-source minilm-l6",
+        "--also-source lists minilm-l6 twice",
+    ),
+    (BUILD + " --out {out}/p.safetensors --native --also-source minilm-l6", "has no source"),
+    (BUILD + " --out {out}/p.safetensors --native --direction shrunk-lda", "has no source"),
+    (BUILD + " --out {out}/p.safetensors --to-projection-q 1", "--to-projection-q: 1 is not"),
     # ---- demo
     (DEMO + " --max-pairs 0", "--max-pairs: 0 is too small"),
     (DEMO + " --max-pairs -1", "--max-pairs: -1 is too small"),

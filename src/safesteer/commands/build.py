@@ -13,8 +13,10 @@ from typing import Any
 from safesteer import validation as v
 from safesteer.commands._model_options import add_model_options
 from safesteer.data import sources
+from safesteer.errors import InputError
 from safesteer.maths.alignment import MAPS
 from safesteer.maths.calibration import CALIBRATIONS
+from safesteer.maths.directions import DIRECTION_KINDS
 
 NAME = "build"
 HELP = "Build one safety pack (source direction carried to a target by a benign-only map)."
@@ -23,6 +25,16 @@ HELP = "Build one safety pack (source direction carried to a target by a benign-
 def _layer(text: str) -> int | str:
     """``auto`` or a layer index ≥ 0 (the upper bound is checked once the model is known)."""
     return text if text == "auto" else v.non_negative_int(text)
+
+
+def _extra_source(text: str) -> tuple[str, int | str]:
+    """``NAME`` or ``NAME@LAYER`` (layer an index ≥ 0 or ``auto``; default ``auto``)."""
+    name, at, layer = text.partition("@")
+    if not name or (at and not layer):
+        raise InputError(
+            f"{text!r} is not a source", hint="write a preset or model id, e.g. gemma3-270m@auto"
+        )
+    return name, (_layer(layer) if at else "auto")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +72,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(hf:wikitext, hf:coco, hf:flickr; cached), or a prompt file; default: the library's",
     )
     parser.add_argument(
+        "--direction",
+        choices=list(DIRECTION_KINDS),
+        default="difference-of-means",
+        help="source direction estimator: the paper's difference of means (default) or a "
+        "shrunk-LDA direction Σ⁻¹(μ_safe − μ_unsafe) (an option: it transports worse)",
+    )
+    parser.add_argument(
+        "--also-source",
+        type=v.arg_type(_extra_source, "source"),
+        action="append",
+        default=[],
+        metavar="NAME[@LAYER]",
+        help="a further source model (repeatable): every source's carried directions are "
+        "averaged (unit vectors, mean calibrated length); read one model at a time",
+    )
+    parser.add_argument(
+        "--to-projection-q",
+        type=v.open_fraction,
+        default=None,
+        help="benign quantile recorded as τ of the 'to-projection' steering rule "
+        "(default 0.95; used by generate --rule to-projection)",
+    )
+    parser.add_argument(
         "--per",
         choices=list(sources.GROUPINGS),
         default="category",
@@ -83,16 +118,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser, memory_check=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the pack and save it."""
-    from safesteer.errors import InputError
-    from safesteer.jobs.staged_build import BuildPlan, build_staged
-
+def check_options(args: argparse.Namespace) -> None:
+    """Combinations argparse cannot see, refused before anything loads."""
     if not args.native and (args.source is None or args.layer is None):
         raise InputError(
             "build needs --source and --layer (or --native for the target-side baseline)",
             hint="e.g. --source smollm2-135m --layer auto",
         )
+    if args.native and (args.also_source or args.direction != "difference-of-means"):
+        raise InputError(
+            "--also-source and --direction choose how the source direction is made; a --native "
+            "pack has no source",
+            hint="drop them, or drop --native",
+        )
+    if args.source in {name for name, _ in args.also_source}:
+        raise InputError(
+            f"--also-source {args.source} is the --source itself",
+            hint="name each source model once",
+        )
+    v.check_distinct([name for name, _ in args.also_source], "--also-source")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the pack and save it."""
+    from safesteer.jobs.staged_build import BuildPlan, build_staged
+
+    check_options(args)
     # specs resolve (files read, hub sets downloaded or read from the cache) before any model
     pairs_src = sources.resolve_pairs(args.pairs) if args.pairs else None
     if args.per != "category" and pairs_src is None:
@@ -113,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
         native=args.native,
         gate_reader=args.gate_reader,
         gate_layer=args.gate_layer,
+        direction_kind=args.direction,
+        more_sources=tuple(args.also_source),
+        **({} if args.to_projection_q is None else {"to_projection_q": args.to_projection_q}),
         dtype=args.dtype,
         device=args.device,
         offload=args.offload,

@@ -33,6 +33,7 @@ from typing import Any
 
 from safesteer.build import (
     SidePairs,
+    SourceSide,
     assemble_pack,
     data_provenance,
     fit_source_gate,
@@ -40,6 +41,7 @@ from safesteer.build import (
     target_encoding,
 )
 from safesteer.errors import InputError, ModelLoadError
+from safesteer.maths.steering import DEFAULT_PROJECTION_QUANTILE
 from safesteer.models import memory
 from safesteer.models.device import (
     check_offload,
@@ -75,6 +77,9 @@ class BuildPlan:
     force: bool = False  # build even when the estimate says it will not fit
     also_native: bool = False  # also build the native baseline from the same target read
     max_sequence_length: int | None = None  # the target's encoding length (None: its default)
+    direction_kind: str = "difference-of-means"  # or "shrunk-lda" (DIRECTION_KINDS)
+    more_sources: tuple[tuple[str, int | str], ...] = ()  # (name, layer): averaged directions
+    to_projection_q: float = DEFAULT_PROJECTION_QUANTILE  # τ of the "to-projection" rule
     source_options: dict[str, Any] = field(default_factory=dict)  # chat_template, cache…
 
 
@@ -93,7 +98,7 @@ def estimate(plan: BuildPlan) -> dict[str, Any]:
     out: dict[str, Any] = {"device": device, "dtype": str(dtype).removeprefix("torch.")}
     models: dict[str, memory.MemoryEstimate | None] = {}
     notes = []
-    readers = [plan.source] if not plan.native else []
+    readers = [plan.source, *(name for name, _ in plan.more_sources)] if not plan.native else []
     if plan.gate_reader and not plan.native:
         readers.append(plan.gate_reader)
     for name in readers:
@@ -242,6 +247,20 @@ def build_staged(
             gate_override = (gate, g_spec)
             prov.update(source_gate_reader=g_id, source_gate_layer=g_layer)
             report["order"].append(f"gate reader {plan.gate_reader}: loaded, read, freed")
+    extra_sides: list[SourceSide] = []
+    for extra, extra_layer in () if plan.native else plan.more_sources:
+        e_states, e_layer, _, e_id, _, e_ref = _read_source(
+            extra, extra_layer, texts, pairs, plan, log
+        )
+        freed.append(e_ref)
+        extra_sides.append(
+            SourceSide(
+                SidePairs(e_states[:n], e_states[n : 2 * n], cats),
+                e_states[2 * n :],
+                {"source_model": e_id, "source_layer": e_layer},
+            )
+        )
+        report["order"].append(f"source {extra}: loaded, read, freed")
     if target_loader is None:
         from safesteer.targets import load_target
 
@@ -298,6 +317,9 @@ def build_staged(
         calibration=plan.calibration,
         source_gate_spec=spec,
         encoding=encoding,
+        direction_kind=plan.direction_kind,
+        more_sources=extra_sides,
+        to_projection_q=plan.to_projection_q,
     )
     pack = built.pack
     if gate_override is not None:
