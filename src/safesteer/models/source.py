@@ -19,7 +19,16 @@ How a prompt is pooled (``h_s(x)`` of method.md §1):
    token norm are dropped (attention sinks; :func:`safesteer.maths.pooling.outlier_positions`)
    — for SmolLM2 (ratio 4) the first token at layers 2–29 and, rarely, a second sink at layers
    3–9; :attr:`SourceReader.exclusions` counts them; ``outlier_ratio=None`` keeps every token;
-4. the mean of what is left.
+4. short prompts (``short_prompts=True``, the default): a prompt of 1–2 real tokens has no
+   median of its own, so its tokens are compared with ``outlier_ratio × r_L``, where ``r_L``
+   (:attr:`SourceReader.reference_norms`) is the median real-token norm at layer ``L`` over a
+   packaged benign calibration set (:func:`reference_prompts`), measured once per model and
+   kept in the reader's settings (so in the cache key and in a pack's source gate spec). A
+   prompt with no token left (a one-token prompt that is its own sink: SmolLM2 adds no BOS) is
+   re-read after :attr:`SourceReader.sink_prefix` (``<|endoftext|>`` where the vocabulary has
+   it, else the BOS token; none when the tokenizer adds a BOS itself), a special token the pool
+   excludes. Prompts of three or more tokens pool exactly as without the rule;
+5. the mean of what is left.
 
 Only the blocks up to the deepest asked layer run: a forward hook on that block raises a private
 exception that stops the forward (masks, rotary embeddings and sliding windows are built by the
@@ -33,6 +42,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from safesteer.errors import InputError, ModelLoadError
-from safesteer.maths.pooling import DEFAULT_OUTLIER_RATIO, robust_mean
+from safesteer.maths.pooling import DEFAULT_OUTLIER_RATIO, reference_norm, robust_mean
 from safesteer.models.batching import filled, same_length_batches
 from safesteer.models.cache import StateCache
 from safesteer.models.zoo import (
@@ -54,6 +65,34 @@ from safesteer.models.zoo import (
 )
 
 _PROGRESS_MIN_PROMPTS = 256  # below this a bar is noise
+#: how many prompts of each calibration set measure ``r_L`` (see :func:`reference_prompts`)
+REFERENCE_PROMPTS_PER_SET = 24
+#: the name of the short-prompt rule in the reader settings (change it when the rule changes)
+SHORT_PROMPT_RULE = "reference-norm-v1"
+
+
+def reference_prompts() -> list[str]:
+    """The benign calibration set of ``r_L``: the first 24 prompts of the map-fit parts of
+    PartiPrompts, T2I-CompBench and our anchors (:func:`safesteer.data.partitions.benign_parts`).
+
+    Example:
+        >>> len(reference_prompts())
+        72
+    """
+    from safesteer.data.partitions import benign_parts
+
+    parts = benign_parts()
+    n = REFERENCE_PROMPTS_PER_SET
+    return [t for name in ("parti", "compbench", "ours") for t in parts[name]["fit"][:n]]
+
+
+def _significant(x: float) -> float:
+    """``x`` to 4 significant digits: the same on every machine despite float noise."""
+    return float(f"{x:.4g}")
+
+
+#: r_L per (model id, settings) measured in this process (readers with cache=False share it)
+_REFERENCE_MEMO: dict[str, dict[int, float]] = {}
 
 
 class _StopForward(Exception):
@@ -87,6 +126,8 @@ class SourceReader:
         max_length: longer prompts are truncated to this many tokens.
         cache: True → ``<user cache>/states``, a path → that folder, False → no cache.
         progress: True/False forces the bar; None shows it from 256 prompts on.
+        short_prompts: the short-prompt rule of the module docstring (step 4); False pools
+            1–2-token prompts over all their tokens, sink included (the old rule).
     """
 
     def __init__(
@@ -99,6 +140,7 @@ class SourceReader:
         max_length: int = 256,
         cache: bool | str | Path = True,
         progress: bool | None = None,
+        short_prompts: bool = True,
     ) -> None:
         self.loaded = loaded
         self.model_id = loaded.model_id
@@ -124,7 +166,8 @@ class SourceReader:
         self._special_ids = torch.tensor(sorted(self.tokenizer.all_special_ids), dtype=torch.long)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.settings = {
+        self.short_prompts = bool(short_prompts) and outlier_ratio is not None
+        self._base_settings: dict[str, Any] = {
             "pooling": "mean-real-tokens-v1",
             "batching": "same token count, unpadded (safesteer.models.batching)",
             "exclude": "special_tokens_mask",
@@ -132,20 +175,107 @@ class SourceReader:
             "chat_template": chat_template,
             "max_length": max_length,
         }
-        self._cache: StateCache | None = None
+        self._cache_root: Path | None = None
         if cache is not False:
-            root = cache_dir() if cache is True else Path(cache)
-            # states read in another precision differ: cached apart (float32 keeps its old key)
-            keyed = dict(self.settings)
-            if self.dtype != torch.float32:
-                keyed["dtype"] = str(self.dtype).removeprefix("torch.")
-            self._cache = StateCache(root, self.model_id, keyed)
+            self._cache_root = cache_dir() if cache is True else Path(cache)
+        self._state_cache: StateCache | None = None
+        self._reference: dict[int, float] | None = None
         self._auto_layer: int | None = None
         self.layer_calls = 0  # blocks run since creation; shows the early exit
         self.exclusions: dict[int, Counter[int]] = {}  # layer -> {position: times dropped}
 
     def _count_call(self, module: nn.Module, args: Any) -> None:
         self.layer_calls += 1
+
+    # -- settings, the short-prompt reference norms and the cache --------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What identifies this reader's pooled states besides the model id (the cache key and
+        a pack's ``source_gate_spec["pooling"]``): pooling rule, excluded tokens, outlier ratio,
+        chat template, max length and, with ``short_prompts``, the rule with its ``r_L`` per
+        layer (measured on first use, see :attr:`reference_norms`)."""
+        out = dict(self._base_settings)
+        if self.short_prompts:
+            out["short_prompts"] = {
+                "rule": SHORT_PROMPT_RULE,
+                "prefix": self.sink_prefix,
+                "reference_norms": {str(k): v for k, v in self.reference_norms.items()},
+            }
+        return out
+
+    def _keyed(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        keyed = dict(settings)
+        # states read in another precision differ: cached apart (float32 keeps its old key)
+        if self.dtype != torch.float32:
+            keyed["dtype"] = str(self.dtype).removeprefix("torch.")
+        return keyed
+
+    @property
+    def _cache(self) -> StateCache | None:
+        if self._cache_root is not None and self._state_cache is None:
+            self._state_cache = StateCache(
+                self._cache_root, self.model_id, self._keyed(self.settings)
+            )
+        return self._state_cache
+
+    @property
+    def sink_prefix(self) -> str | None:
+        """The special token a one-token sink prompt is re-read after (module docstring, step 4):
+        ``<|endoftext|>`` when the vocabulary has it as a special token, else the BOS token;
+        None when the tokenizer starts every prompt with a special token of its own (a BOS or
+        ``[CLS]``: the sink is then that token, already excluded) or the prompt sits in a chat
+        template."""
+        tok = self.tokenizer
+        if self.chat_template:
+            return None
+        special = set(tok.all_special_ids)
+        first = tok("a", add_special_tokens=True)["input_ids"]
+        if first and first[0] in special:  # a BOS / [CLS] the tokenizer adds: it is the sink
+            return None
+        eot = tok.convert_tokens_to_ids("<|endoftext|>")
+        if isinstance(eot, int) and eot in special:
+            return "<|endoftext|>"
+        return str(tok.bos_token) if getattr(tok, "bos_token", None) else None
+
+    @property
+    def reference_norms(self) -> dict[int, float]:
+        """``r_L`` for every layer ``0..num_layers``: the median real-token norm over
+        :func:`reference_prompts` (4 significant digits), measured once per model and settings
+        in one pass and kept in ``<cache>/reference_norms/`` when the reader has a cache."""
+        if self._reference is None:
+            key = json.dumps(
+                [self.model_id, self._keyed(self._base_settings), SHORT_PROMPT_RULE],
+                sort_keys=True,
+                default=str,
+            )
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            path = None
+            if self._cache_root is not None:
+                path = self._cache_root / "reference_norms" / f"{digest}.json"
+            if digest not in _REFERENCE_MEMO and path is not None and path.is_file():
+                stored = json.loads(path.read_text())
+                _REFERENCE_MEMO[digest] = {int(k): float(v) for k, v in stored["norms"].items()}
+            if digest not in _REFERENCE_MEMO:
+                _REFERENCE_MEMO[digest] = self._measure_reference()
+            if path is not None and not path.is_file():
+                from safesteer.atomic import write_json_atomic
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                record = {"model_id": self.model_id, "key": key}
+                norms = {str(k): v for k, v in _REFERENCE_MEMO[digest].items()}
+                write_json_atomic(path, {**record, "norms": norms})
+            self._reference = dict(_REFERENCE_MEMO[digest])
+        return self._reference
+
+    def _measure_reference(self) -> dict[int, float]:
+        texts = self._texts(reference_prompts())
+        layers = list(range(self.num_layers + 1))
+        norms: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+        for start in range(0, len(texts), 16):
+            states, mask = self.token_states(texts[start : start + 16], layers)
+            for layer, s in states.items():
+                norms[layer].append(s.norm(dim=-1)[mask].cpu())
+        return {layer: _significant(reference_norm(norms[layer])) for layer in layers}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -194,6 +324,8 @@ class SourceReader:
         options = {
             k: pooling[k] for k in ("chat_template", "outlier_ratio", "max_length") if k in pooling
         }
+        if pooling:  # a spec from before the short-prompt rule pools short prompts as then
+            options["short_prompts"] = "short_prompts" in pooling
         name = model_id.split("@")[0]
         if is_preset(name):
             return cls.from_preset(name, **options, **kw)
@@ -334,16 +466,51 @@ class SourceReader:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"reading {self.model_id.split('@')[0]}", unit="batch")
+        sink_only: dict[int, list[int]] = {layer: [] for layer in layers}
         for idx in batches:
             run = filled(idx, lengths[idx[0]])  # enough rows for row-independent products
             states, mask = self.token_states([texts[i] for i in run], layers)
             n = len(idx)
             for layer, s in states.items():
-                result = robust_mean(s[:n], mask[:n], self.outlier_ratio)
+                result = self._pool(s[:n], mask[:n], layer)
                 out[layer][idx] = result.pooled.float().cpu()  # float32 on CPU, whatever ran
                 counts = self.exclusions.setdefault(layer, Counter())
                 counts.update(result.excluded.nonzero()[:, 1].cpu().tolist())
+                if result.sink_only is not None:
+                    sink_only[layer] += [idx[r] for r in result.sink_only.nonzero()[:, 0].tolist()]
+        self._reread_sink_only(texts, sink_only, out)
         return out
+
+    def _pool(self, states: Tensor, mask: Tensor, layer: int) -> Any:
+        reference = self.reference_norms[layer] if self.short_prompts else None
+        return robust_mean(states, mask, self.outlier_ratio, reference=reference)
+
+    def _reread_sink_only(
+        self, texts: Sequence[str], sink_only: Mapping[int, list[int]], out: dict[int, Tensor]
+    ) -> None:
+        """Re-read, after :attr:`sink_prefix`, the prompts that were all sink at some layer and
+        pool them again at those layers (the prefix is special: excluded from the pool).
+
+        Without a prefix, or when the re-read still leaves nothing, the first read's row (all
+        real tokens kept) stands."""
+        rows = sorted({i for found in sink_only.values() for i in found})
+        prefix = self.sink_prefix
+        if not rows or prefix is None:
+            return
+        layers = [layer for layer, found in sink_only.items() if found]
+        prefixed = [prefix + texts[i] for i in rows]
+        # read as every prompt is: batches of one token count, unpadded (deterministic states)
+        lengths = self.token_lengths(prefixed)
+        for pick in same_length_batches(lengths, self.batch_size):
+            run = filled(pick, lengths[pick[0]])
+            states, mask = self.token_states([prefixed[k] for k in run], layers)
+            n = len(pick)
+            for layer in layers:
+                result = self._pool(states[layer][:n], mask[:n], layer)
+                for j, k in enumerate(pick):
+                    gone = result.sink_only is not None and bool(result.sink_only[j])
+                    if rows[k] in sink_only[layer] and not gone:
+                        out[layer][rows[k]] = result.pooled[j].float().cpu()
 
     # -- public reading -----------------------------------------------------------------
     def pooled_layers(
