@@ -1,11 +1,15 @@
 """Build a safety pack from your own models: a source LLM, a layer, a target, a map.
 
-The pack carries the source's safety direction (learned on our safe/unsafe prompt pairs) into
+The pack carries the source's safety direction (learned on safe/unsafe prompt pairs) into
 the target's conditioning space with a map fitted on benign prompts only::
 
     source = ss.load_source("smollm2-135m")            # a preset, hub id, folder or GGUF file
     target, _ = ss.load_target("tiny-sd")              # a diffusers id, folder, tiny-<family>
-    pack = ss.build_pack(source, 15, target, "procrustes", anchors=ss.benign_anchors(300))
+    pack = ss.build_pack(source, 15, target, "procrustes")  # SafeSteerDataset + real anchors
+
+Without ``pairs`` / ``anchors`` a pack is built from the library's defaults (SafeSteerDataset's
+1,452 direction pairs and 8,457 real + our benign anchors: many minutes on a CPU). This example
+passes our own 156 train pairs and a few hundred of our anchors to stay under a minute.
 
 Offline the defaults use a packaged model (SmolLM2-135M, real weights) and ``tiny-sd`` (a
 diffusers pipeline with RANDOM weights); with the hub, pass e.g. ``--source
@@ -36,8 +40,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     source = ss.load_source(args.source)
     target, _ = ss.load_target(args.target)
+    pairs = ss.load_pairs("train")  # ours: small; the default is SafeSteerDataset
     pack = ss.build_pack(
-        source, args.layer, target, args.map, anchors=ss.benign_anchors(args.anchors)
+        source, args.layer, target, args.map, pairs=pairs, anchors=ss.benign_anchors(args.anchors)
     )
     path = pack.save(args.out)
 

@@ -704,16 +704,19 @@ def build_pack(
 ) -> SafetyPack:
     """Read pooled states of ``pairs`` (source only) and ``anchors`` (both models); build a pack.
 
-    ``pairs`` are :class:`safesteer.data.PromptPair` (default: our "train" split); ``anchors``
-    benign prompts (default: our benign anchors). The target never sees an unsafe prompt.
+    ``pairs`` are :class:`safesteer.data.PromptPair` (default: SafeSteerDataset's direction
+    part, :func:`safesteer.data.partitions.default_pairs`; our own pairs are
+    ``load_pairs("train")``); ``anchors`` benign prompts (default ``"all"``: the fit parts of
+    the real benign sets, the SafeSteer safe halves and ours,
+    :func:`safesteer.data.partitions.default_anchors`). The target never sees an unsafe prompt.
     ``more_sources``: further ``(reader, layer)`` source models; their directions are carried
     by their own maps and averaged with the first's (:func:`assemble_multi_source_pack`).
     """
-    from safesteer.data import benign_anchors, load_pairs
+    from safesteer.data.partitions import DEFAULT_DATA_NOTE, default_anchors, default_pairs
 
     given = pairs is not None or anchors is not None
-    pairs = list(load_pairs("train") if pairs is None else pairs)
-    anchors = list(benign_anchors() if anchors is None else anchors)
+    pairs = list(default_pairs() if pairs is None else pairs)
+    anchors = list(default_anchors() if anchors is None else anchors)
     if len(pairs) < 2:
         raise InputError(
             f"{len(pairs)} prompt pairs given", hint="pass at least 2 (safe, unsafe) pairs"
@@ -758,7 +761,7 @@ def build_pack(
         "source_random_weights": bool(getattr(source, "random_weights", False)),
         "target_model": target.target_id,
         "target_random_weights": bool(getattr(target, "random_weights", False)),
-        "data": "given by the caller" if given else "safesteer's own train pairs and anchors",
+        "data": "given by the caller" if given else DEFAULT_DATA_NOTE,
         **data_provenance(safe_texts, unsafe_texts, anchors),
     }
     return assemble_pack(

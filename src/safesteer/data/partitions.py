@@ -162,6 +162,41 @@ def benign_parts() -> dict[str, dict[str, tuple[str, ...]]]:
     return out
 
 
+#: benign sets whose fit parts are the default map-fit anchors (``"all"``)
+DEFAULT_ANCHOR_SETS: tuple[str, ...] = ("parti", "compbench", "geneval", "sspairs", "ours")
+
+
+def default_pairs() -> list[PromptPair]:
+    """The library's default pairs: SafeSteerDataset's *direction* part (1,452 pairs, MIT).
+
+    Example:
+        >>> len(default_pairs())
+        1452
+    """
+    return list(pair_parts()["direction"].pairs)
+
+
+def default_anchors() -> list[str]:
+    """The library's default benign anchors, ``"all"``: the *fit* parts of PartiPrompts,
+    T2I-CompBench, GenEval, the SafeSteer safe halves of the direction part and our anchors
+    (:data:`DEFAULT_ANCHOR_SETS`), de-duplicated, in that order.
+
+    Example:
+        >>> len(default_anchors())
+        8457
+    """
+    parts = benign_parts()
+    return list(dict.fromkeys(t for n in DEFAULT_ANCHOR_SETS for t in parts[n]["fit"]))
+
+
+#: how a pack's provenance names the defaults
+DEFAULT_DATA_NOTE = (
+    "pairs: SafeSteerDataset direction part (MIT; NASK-AISafety/conditional-activation-"
+    "transport); anchors 'all': fit parts of PartiPrompts (Apache-2.0), T2I-CompBench (MIT), "
+    "GenEval (MIT), SafeSteer safe halves (MIT) and safesteer's generated anchors (ours)"
+)
+
+
 def partition_hash(texts: Sequence[str]) -> str:
     """First 16 hex digits of sha256 of the *sorted* texts joined by newlines (``docs/data.md``)."""
     return hashlib.sha256("\n".join(sorted(texts)).encode("utf-8")).hexdigest()[:16]
@@ -171,6 +206,8 @@ __all__ = [
     "BENIGN_PARTS",
     "BENIGN_PATTERN",
     "BENIGN_SETS",
+    "DEFAULT_ANCHOR_SETS",
+    "DEFAULT_DATA_NOTE",
     "N_FOLDS",
     "PAIR_PARTS",
     "PAIR_PATTERN",
@@ -178,6 +215,8 @@ __all__ = [
     "SSPAIRS_PARTS",
     "PairPart",
     "benign_parts",
+    "default_anchors",
+    "default_pairs",
     "pair_parts",
     "partition_hash",
 ]

@@ -66,8 +66,8 @@ class BuildPlan:
     target: str
     map_kind: str = "procrustes"
     calibration: str = "beta"
-    pairs: tuple[Any, ...] | None = None  # PromptPair; None: our train split
-    anchors: tuple[str, ...] | None = None  # None: our benign anchors
+    pairs: tuple[Any, ...] | None = None  # PromptPair; None: SafeSteer direction part
+    anchors: tuple[str, ...] | None = None  # None: "all" (data.partitions.default_anchors)
     native: bool = False  # the baseline: directions from target-side unsafe data
     gate_reader: str | None = None  # a (smaller) reader for the source gate
     gate_layer: int | str = "auto"
@@ -194,12 +194,12 @@ def build_staged(
     target_loader: Callable[..., tuple[Any, Any]] | None = None,
 ) -> tuple[SafetyPack, dict[str, Any]]:
     """Run the plan (module docstring); returns the pack and a report of what ran where."""
-    from safesteer.data import benign_anchors, load_pairs
+    from safesteer.data.partitions import DEFAULT_DATA_NOTE, default_anchors, default_pairs
 
     device = resolve_device(plan.device or "auto")
     check_offload(plan.offload, device)
-    pairs = list(load_pairs("train") if plan.pairs is None else plan.pairs)
-    anchors = list(benign_anchors() if plan.anchors is None else plan.anchors)
+    pairs = list(default_pairs() if plan.pairs is None else plan.pairs)
+    anchors = list(default_anchors() if plan.anchors is None else plan.anchors)
     if len(pairs) < 2:
         raise InputError(f"{len(pairs)} prompt pairs given", hint="pass at least 2 pairs")
     if len(anchors) < 8:
@@ -217,7 +217,7 @@ def build_staged(
     cats = tuple(p.category for p in pairs)
     given = plan.pairs is not None or plan.anchors is not None
     prov: dict[str, Any] = {
-        "data": "given by the caller" if given else "safesteer's own train pairs and anchors",
+        "data": "given by the caller" if given else DEFAULT_DATA_NOTE,
         **data_provenance(safe_t, unsafe_t, anchors),
         "loading": "sequential: each model freed before the next loads",
     }
