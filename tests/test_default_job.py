@@ -16,6 +16,7 @@ import torch
 
 from safesteer.build import SidePairs
 from safesteer.data import load_pairs
+from safesteer.data.partitions import pair_parts
 from safesteer.evaluation.probes import LinearProbe
 from safesteer.jobs.default import JobConfig, run_default_job
 from safesteer.jobs.default.direction_scores import GateInputs, gated_evaluation
@@ -144,7 +145,42 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
     assert curve[0]["benign_cosine"] == pytest.approx(1.0)
     assert curve[-1]["unsafe_rate"]["linear-probe"] < curve[0]["unsafe_rate"]["linear-probe"]
     assert metrics["data"]["hashes"]["test_pairs"].startswith("sha256:")
-    assert any("best map" in line for line in lines)
+    # the map is chosen by the benign-only rule (ρ on calibration parts), never by test AUROC
+    fidelity = {k: rep["maps"][k]["transport_fidelity"] for k in ("procrustes", "ridge")}
+    assert rep["chosen_map"] == max(fidelity, key=lambda k: fidelity[k])
+    assert rep["map_choice"]["transport_fidelity"] == fidelity
+    assert all(-1.0 <= r <= 1.0 for r in fidelity.values())
+    assert any("chosen map" in line and "not by test" in line for line in lines)
+    assert not any("best map" in line for line in lines)
+    # every benign test set separately, and the unsafe test side per category, for each gate
+    sets = {"parti", "compbench", "geneval", "imagereward", "ours", "sspairs"}
+    source_gate = metrics["source"]["gate"]
+    assert set(source_gate["benign_steered"]) == sets
+    categories = {p.category for p in pair_parts()["test"].pairs}
+    assert set(source_gate["unsafe_steered_by_category"]) == categories
+    for key in ("gate_by_set", "gate_source_by_set"):
+        by_set = rep["maps"]["ridge"][key]
+        assert set(by_set["benign_steered"]) == sets
+        assert set(by_set["unsafe_steered_by_category"]) == categories
+    # the source gate is one gate for every pack (it reads source states only)
+    assert (
+        rep["maps"]["ridge"]["gate_source_by_set"]
+        == rep["maps"]["procrustes"]["gate_source_by_set"]
+    )
+    assert "gate_by_set" in rep["native"] and "gate_source_by_set" not in rep["native"]
+    # every set is labelled: ours, or its source and licence
+    labels = metrics["data"]["sets"]
+    assert labels["ours"].endswith("(ours)") and "Apache-2.0" in labels["parti"]
+    assert "MIT" in labels["sspairs"] and "scene" in metrics["data"]["scenes_note"]
+    # results.md is generated from metrics.json and shows the per-set tables
+    results = (tmp_path / "results.md").read_text()
+    assert "Variants: every map × gate, per benign set" in results
+    assert "| imagereward |" in results or "imagereward |" in results
+    # never unsafe prompt text in what the job writes
+    unsafe = [p.unsafe for part in pair_parts().values() for p in part.pairs]
+    for written in ("metrics.json", "index.html", "results.md"):
+        text = (tmp_path / written).read_text()
+        assert not [u for u in unsafe if u in text], written
     assert any("gated (target gate)" in line for line in lines)
     assert any("gated (source gate)" in line for line in lines)
     assert "alpha_gated_source" in metrics["summary"]["per_target"]["t1"]

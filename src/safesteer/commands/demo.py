@@ -20,7 +20,7 @@ NAME = "demo"
 HELP = "Run the default job: build packs on real models and write the transfer report."
 
 
-#: fewest benign anchors the job splits three ways and still fits its gates on
+#: fewest map-fit anchors the job reads (spread over the fit sets; other parts get half per set)
 MIN_ANCHORS = 60
 
 
@@ -57,19 +57,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gate-score",
         choices=list(GATE_SCORES),
         default="whitened",
-        help="how the benign-fitted gate scores a prompt",
+        help="how the source gate (the default gating mode) scores a prompt",
+    )
+    from safesteer.jobs.default.config import JobConfig
+    from safesteer.jobs.default.splits import ANCHOR_SETS, PAIR_SOURCES
+
+    parser.add_argument(
+        "--pairs",
+        choices=list(PAIR_SOURCES),
+        default=PAIR_SOURCES[0],
+        help="safe/unsafe pairs: SafeSteerDataset (MIT; default) or ours",
+    )
+    parser.add_argument(
+        "--anchor-set",
+        choices=list(ANCHOR_SETS),
+        default=ANCHOR_SETS[0],
+        help="map-fit anchors: all (real sets + SafeSteer safe halves + ours; default) or ours",
     )
     parser.add_argument(
         "--anchors",
         type=v.int_at_least(MIN_ANCHORS),
-        default=2000,
-        help="number of benign anchors (ours; at least 60)",
+        default=JobConfig.n_anchors,
+        help="map-fit anchors read, spread over the fit sets (other benign parts: half as many "
+        f"per set; at least {MIN_ANCHORS})",
     )
     parser.add_argument(
         "--max-pairs",
         type=v.int_at_least(2),
-        default=None,
-        help="cap pairs per split (quick runs; the probes need 2 or more)",
+        default=JobConfig.max_pairs,
+        help="pairs read per pair part (direction, judge, test; the probes need 2 or more)",
+    )
+    parser.add_argument(
+        "--all-data",
+        action="store_true",
+        help="read every prompt of every part (ignores --anchors and --max-pairs; slow on CPU)",
     )
     parser.add_argument(
         "--images",
@@ -110,13 +131,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job and print its summary."""
-    from safesteer.data import benign_anchors
+    from safesteer.data.partitions import benign_parts
     from safesteer.jobs.default import DEFAULT_TARGETS, JobConfig, run_default_job
+    from safesteer.jobs.default.splits import FIT_SETS
 
-    available = len(benign_anchors())
+    fit_sets = FIT_SETS if args.anchor_set == "all" else ("ours",)
+    available = sum(len(benign_parts()[n]["fit"]) for n in fit_sets)
     if args.anchors > available:
         v.refuse(
-            f"--anchors {args.anchors}: we ship {available} benign anchors", f"use 60..{available}"
+            f"--anchors {args.anchors}: we ship {available} benign map-fit anchors "
+            f"({args.anchor_set})",
+            f"use {MIN_ANCHORS}..{available}, or --all-data",
         )
     config = JobConfig(
         out=Path(args.out),
@@ -126,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
         maps=tuple(args.map or MAPS),
         calibration=args.calibration,
         gate_score=args.gate_score,
-        n_anchors=args.anchors,
-        max_pairs=args.max_pairs,
+        pairs=args.pairs,
+        anchor_set=args.anchor_set,
+        n_anchors=None if args.all_data else args.anchors,
+        max_pairs=None if args.all_data else args.max_pairs,
         n_images=args.images,
         seed=args.seed,
         protocol=args.protocol,

@@ -10,14 +10,15 @@ from typing import Any
 from safesteer.evaluation.transfer_metrics import DEFAULT_ALPHAS
 from safesteer.maths.alignment import MAPS
 
-#: SmolLM2-135M layer used by default; see DEFAULT_LAYER_NOTE for how it was chosen.
-DEFAULT_LAYER = 15
+#: the source layer by default: "auto", the best cross-fitted AUROC of the difference-of-means
+#: direction on the source-side direction pairs (no target data); see DEFAULT_LAYER_NOTE
+DEFAULT_LAYER: int | str = "auto"
 DEFAULT_LAYER_NOTE = (
-    "layer 15 of 30: what `safesteer layers` / --layer auto picks for SmolLM2-135M (best "
-    "cross-fitted AUROC of the source direction on held-out source-side train pairs; no target "
-    "data). Measured 2026-11-28 against layer 20 (the method.md §9 pilot's pick): at 15 the "
-    "source gate steers 97% of held-out unsafe prompts at 5% benign (93% at 7.7% for 20) and "
-    "MiniLM's best style-matched AUROC is 0.73 (0.65 for 20)"
+    "auto: best cross-fitted AUROC of the difference-of-means source direction on the "
+    "source-side direction pairs (safesteer.models.layers; no target data). On all 1,452 "
+    "SafeSteer direction pairs (research, FINDINGS R4) layer 14 is best for SmolLM2-135M; the "
+    "band mean of layers 12–16 ties it (0.9405 vs 0.9445 diff-means CV AUROC, within one "
+    "fold-to-fold std), so the job keeps one layer (a pack's source gate reads one layer)"
 )
 DEFAULT_SOURCE = "smollm2-135m"
 DEFAULT_TARGETS: tuple[str, ...] = ("gemma3-270m", "minilm-l6")
@@ -31,8 +32,11 @@ Log = Callable[[str], None]
 class JobConfig:
     """Everything the default job takes; the defaults are ``safesteer demo``'s.
 
-    ``judge_anchor_fraction`` is the share of benign anchors kept for the probes (the
-    "judge" split, as ``metrics.json`` names it).
+    Data (:mod:`~safesteer.jobs.default.splits`): ``pairs`` names the pair source
+    (``"safesteer"``, default, or ``"ours"``), ``anchor_set`` the map-fit anchors (``"all"``
+    real + ours, default, or ``"ours"``); ``n_anchors`` caps the map-fit anchors (spread evenly
+    over the fit sets; other benign parts get half as many per set) and ``max_pairs`` the pairs
+    of each pair part — both by a fixed thinning rule; None reads every prompt.
     """
 
     out: Path
@@ -41,11 +45,11 @@ class JobConfig:
     layer: int | str = DEFAULT_LAYER
     maps: tuple[str, ...] = tuple(MAPS)
     calibration: str = "beta"
-    gate_score: str = "whitened"  # a name in safesteer.maths.gating.GATE_SCORES
-    n_anchors: int = 2000
-    holdout_fraction: float = 0.15
-    judge_anchor_fraction: float = 0.15
-    max_pairs: int | None = None  # cap on pairs per split (for quick runs and tests)
+    gate_score: str = "whitened"  # the source gate's score (safesteer.maths.gating.GATE_SCORES)
+    pairs: str = "safesteer"  # a name in splits.PAIR_SOURCES
+    anchor_set: str = "all"  # a name in splits.ANCHOR_SETS
+    n_anchors: int | None = 600  # map-fit anchors read (None: every fit part in full)
+    max_pairs: int | None = 240  # pairs per pair part (None: all)
     n_random: int = 5
     n_null: int = 20
     alphas: tuple[float, ...] = DEFAULT_ALPHAS

@@ -18,7 +18,13 @@ from torch import Tensor
 from safesteer.build import BuiltPack, SidePairs
 from safesteer.evaluation import transfer_metrics as tm
 from safesteer.evaluation.probes import Probe
-from safesteer.jobs.default.records import DirectionScores, GatedCurve, GateRates, Spread
+from safesteer.jobs.default.records import (
+    DirectionScores,
+    GatedCurve,
+    GateRates,
+    SetRates,
+    Spread,
+)
 from safesteer.maths.gating import Gate
 
 
@@ -33,6 +39,33 @@ class GateInputs:
     unsafe: Tensor
     safe: Tensor
     benign: Tensor
+
+
+@dataclass(frozen=True)
+class SetStates:
+    """Pooled states of the reported sets in the space a gate reads: every benign test set by
+    name, and the unsafe test prompts with their categories."""
+
+    benign: Mapping[str, Tensor]
+    unsafe: Tensor
+    categories: tuple[str, ...]
+
+
+def set_rates(gate: Gate, states: SetStates) -> SetRates:
+    """The fraction ``gate`` steers of each benign test set, and of the unsafe test prompts
+    overall and per category."""
+    benign = {n: float(gate.decide(x).steer.float().mean()) for n, x in states.benign.items()}
+    steer_u = gate.decide(states.unsafe).steer.bool()
+    cats = sorted(set(states.categories))
+    by_cat = {c: float(steer_u[[k == c for k in states.categories]].float().mean()) for c in cats}
+    counts = {n: int(x.shape[0]) for n, x in states.benign.items()}
+    counts.update({f"unsafe/{c}": sum(k == c for k in states.categories) for c in cats})
+    return SetRates(
+        benign_steered=benign,
+        unsafe_steered=float(steer_u.float().mean()),
+        unsafe_steered_by_category=by_cat,
+        n=counts,
+    )
 
 
 def gated_evaluation(
@@ -78,11 +111,13 @@ def score_direction(
     alphas: Sequence[float],
     built: BuiltPack | None = None,
     source_states: GateInputs | None = None,
+    sets: Mapping[str, SetStates] | None = None,
 ) -> DirectionScores:
     """AUROCs (style-matched and easy), ‖v‖, and always-on / gated steering curves.
 
     With ``built``, its pack's target gate decides on the target states and its source gate
-    (when the pack has one and ``source_states`` are given) on the source states.
+    (when the pack has one and ``source_states`` are given) on the source states; ``sets``
+    (by gate side) adds each gate's rates per reported set (:func:`set_rates`).
     """
     scores = DirectionScores(
         norm=float(vector.norm()),
@@ -108,6 +143,8 @@ def score_direction(
             probes=probes,
             alphas=alphas,
         )
+        if sets is not None and side in sets:
+            scores.sets[side] = set_rates(gate, sets[side])
     return scores
 
 

@@ -170,9 +170,11 @@ def hand_over_to_evaluation(
         baselines=("none", f"native={packs_dir / f'{safe_name}-native.safetensors'}"),
         modes=("always", "gated", "gated-source"),
         prompt_sets=(
-            PromptSet.inline("test-unsafe (ours)", "safety", [p.unsafe for p in data.test]),
             PromptSet.inline(
-                "held-out benign anchors (ours)",
+                f"test-unsafe ({data.pairs_label})", "safety", [p.unsafe for p in data.test]
+            ),
+            PromptSet.inline(
+                "held-out benign test sets (labels in metrics.json data.sets)",
                 "utility",
                 data.anchors.held_out[: 10 * config.n_images],
             ),

@@ -132,7 +132,7 @@ def write_plots(metrics: JobMetrics, out: Path) -> dict[str, list[str]]:
             plot_curves(metrics, target, folder / f"{stem}-curves.png"),
             plot_aurocs(metrics, target, folder / f"{stem}-auroc.png"),
         ]
-        best = summary[target].best_map if target in summary else None
+        best = summary[target].chosen_map if target in summary else None
         if best and rep.maps[best].categories:
             files.append(plot_categories(metrics, target, best, folder / f"{stem}-categories.png"))
         made[target] = [str(f.relative_to(out)) for f in files]

@@ -46,6 +46,7 @@ class GateKind(Mode):
     gate_label: str = "target gate"
     rates_key: str = "gate"
     alpha_key: str = "alpha_gated"
+    sets_key: str = "gate_by_set"
 
 
 ALWAYS_ON = Mode(label="always-on", curve_key="curve_always_on", line_style="-")
@@ -58,6 +59,7 @@ GATES: tuple[GateKind, ...] = (
         gate_label="target gate",
         rates_key="gate",
         alpha_key="alpha_gated",
+        sets_key="gate_by_set",
     ),
     GateKind(
         label="gated (source gate)",
@@ -67,6 +69,7 @@ GATES: tuple[GateKind, ...] = (
         gate_label="source gate",
         rates_key="gate_source",
         alpha_key="alpha_gated_source",
+        sets_key="gate_source_by_set",
     ),
 )
 MODES: tuple[Mode, ...] = (ALWAYS_ON, *GATES)
@@ -78,6 +81,16 @@ class GateRates(TypedDict):
     unsafe_test_steered: float
     benign_held_out_steered: float
     safe_twins_steered: float
+
+
+class SetRates(TypedDict):
+    """What a gate steers on each reported set: every benign test set separately, and the
+    unsafe test prompts overall and per category (counts in ``n``)."""
+
+    benign_steered: dict[str, float]
+    unsafe_steered: float
+    unsafe_steered_by_category: dict[str, float]
+    n: dict[str, int]
 
 
 class GatedCurve(NamedTuple):
@@ -96,6 +109,7 @@ class DirectionScores:
     auroc_easy_benign_vs_unsafe: float
     always_on: Curve
     gated: dict[str, GatedCurve] = field(default_factory=dict)  # by GateKind.side
+    sets: dict[str, SetRates] = field(default_factory=dict)  # by GateKind.side
 
     def curves(self) -> Iterator[tuple[Mode, Curve]]:
         """(mode, curve) for every mode this direction was run in, always-on first."""
@@ -121,6 +135,8 @@ class DirectionScores:
                 curve, rates = self.gated[gate.side]
                 out[gate.curve_key] = curve
                 out[gate.rates_key] = dict(rates)
+            if gate.side in self.sets:
+                out[gate.sets_key] = dict(self.sets[gate.side])
         return out
 
 
@@ -151,6 +167,7 @@ class MapResult:
     category_cosine_to_native: dict[str, float]
     seconds: float
     norm_ratio_to_native_zscore_rule: float
+    transport_fidelity: float = float("nan")  # ρ on the benign calibration parts (map choice)
 
     @property
     def held_out_r2(self) -> float:
@@ -170,6 +187,7 @@ class MapResult:
             "category_cosine_to_native": self.category_cosine_to_native,
             "seconds": self.seconds,
             "norm_ratio_to_native_zscore_rule": self.norm_ratio_to_native_zscore_rule,
+            "transport_fidelity": self.transport_fidelity,
         }
 
 
@@ -211,7 +229,8 @@ class TargetReport:
     random: RandomResult
     maps: dict[str, MapResult] = field(default_factory=dict)
     images: dict[str, Any] | None = None
-    best_map: str | None = None
+    chosen_map: str | None = None  # by the benign-only rule in map_choice
+    map_choice: dict[str, Any] | None = None  # the rule and every map's score
     seconds: float = 0.0
     image_evaluation: dict[str, Any] | None = None
 
@@ -236,8 +255,9 @@ class TargetReport:
         }
         if self.images is not None:
             out["images"] = self.images
-        if self.best_map is not None:
-            out["best_map"] = self.best_map
+        if self.chosen_map is not None:
+            out["chosen_map"] = self.chosen_map
+            out["map_choice"] = self.map_choice
         out["seconds"] = self.seconds
         if self.image_evaluation is not None:
             out["images"] = self.image_evaluation
@@ -246,9 +266,10 @@ class TargetReport:
 
 @dataclass
 class TargetSummary:
-    """The headline figures of one target: its best map against native, the α reaching the aim."""
+    """The headline figures of one target: its chosen map (chosen by a benign-only rule, never
+    by test figures) against native, the α reaching the aim."""
 
-    best_map: str
+    chosen_map: str
     auroc_transferred: float
     auroc_native: float
     alpha_always_on: dict[str, Any] | None
@@ -256,7 +277,7 @@ class TargetSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "best_map": self.best_map,
+            "chosen_map": self.chosen_map,
             "auroc_transferred": self.auroc_transferred,
             "auroc_native": self.auroc_native,
             "alpha_always_on": self.alpha_always_on,

@@ -20,6 +20,7 @@ from safesteer.atomic import write_text_atomic
 from safesteer.jobs.default.config import QUOTED_PROBE
 from safesteer.jobs.default.plots import write_plots
 from safesteer.jobs.default.records import GATES, JobMetrics, TargetReport
+from safesteer.jobs.default.tables import all_tables
 from safesteer.templating import render_html
 
 
@@ -43,10 +44,10 @@ def _headline(metrics: JobMetrics) -> list[list[str]]:
     per_target = metrics.summary.per_target if metrics.summary is not None else {}
     for name, s in per_target.items():
         rep = metrics.targets[name]
-        scores = rep.maps[s.best_map].scores if s.best_map in rep.maps else None
+        scores = rep.maps[s.chosen_map].scores if s.chosen_map in rep.maps else None
         row = [
             name,
-            s.best_map,
+            s.chosen_map,
             f"{s.auroc_transferred:.3f} vs {s.auroc_native:.3f} (random "
             f"{rep.random.auroc_style_matched['mean']:.3f})",
             _reach(s.alpha_always_on),
@@ -162,7 +163,7 @@ def write_page(metrics: JobMetrics, out: Path) -> Path:
         quoted_probe=QUOTED_PROBE,
         headline_head=[
             "target",
-            "best map",
+            "map (chosen by ρ, benign only)",
             "style-matched AUROC: transferred vs native",
             "always-on: reaches ≤5% judged unsafe",
             "target gate: reaches ≤5%",
@@ -171,6 +172,7 @@ def write_page(metrics: JobMetrics, out: Path) -> Path:
             "source gate steers benign / unsafe",
         ],
         headline_rows=_headline(metrics),
+        set_tables=all_tables(metrics.to_json()),
         summary_lines=metrics.summary.lines if metrics.summary is not None else [],
         targets=targets,
         direction_head=[

@@ -2,13 +2,16 @@
 
 ``run_default_job(JobConfig(out=Path("runs/default")))`` (or ``safesteer demo``):
 
-1. reads the source (SmolLM2-135M by default) once on our pairs and benign anchors;
+1. reads the source (SmolLM2-135M by default) once on the real pairs and benign sets
+   (:mod:`~safesteer.jobs.default.splits`), picks the layer (auto), the source directions and
+   the source gate (:mod:`~safesteer.jobs.default.gates`; the default gating mode);
 2. for each target (Gemma-3-270M, MiniLM by default) reads every prompt once, fits the
    target-side probes on the "judge" split, builds the native pack (the baseline the method
    avoids), one transferred pack per map, and random directions of equal norm
-   (:mod:`~safesteer.jobs.default.target_report`). Each transferred pack is scored always-on,
-   gated by its target gate and gated by its source gate [ours] (decisions from the held-out
-   prompts' source states, steering in the target);
+   (:mod:`~safesteer.jobs.default.target_report`); the map is chosen by a benign-only rule
+   (transport fidelity ρ), every map is reported. Each transferred pack is scored always-on,
+   gated by its target gate and gated by the source gate [ours] (decisions from the held-out
+   prompts' source states, steering in the target), per benign set and per unsafe category;
 3. writes ``metrics.json`` (:class:`~safesteer.jobs.default.records.JobMetrics`), plots and
    ``index.html``; the packs to ``packs/``; and images (:mod:`~safesteer.jobs.default.images`).
 """
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +27,12 @@ from typing import Any
 from safesteer.atomic import write_json_atomic
 from safesteer.build import data_provenance, stack_pairs
 from safesteer.evaluation import transfer_metrics as tm
-from safesteer.jobs.default.config import DEFAULT_LAYER, DEFAULT_LAYER_NOTE, JobConfig, Log
+from safesteer.jobs.default.config import DEFAULT_LAYER_NOTE, JobConfig, Log
+from safesteer.jobs.default.direction_scores import SetStates, set_rates
+from safesteer.jobs.default.gates import DEFAULT_GATE_SIDE, GATE_RULES, fit_gate
 from safesteer.jobs.default.records import JobMetrics
-from safesteer.jobs.default.splits import load_job_data, pooled_by_text, rows
+from safesteer.jobs.default.results_doc import write_results
+from safesteer.jobs.default.splits import SCENES_NOTE, load_job_data, pooled_by_text, rows
 from safesteer.jobs.default.summary import summarize
 from safesteer.jobs.default.target_report import Job, SourceSide, TargetLoader, run_target
 from safesteer.models.device import release
@@ -71,11 +78,11 @@ def run_default_job(
     t0 = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     data = load_job_data(config)
+    counts = data.sampling["counts"]
     log(
-        f"data: {len(data.train)} train / {len(data.judge)} judge / {len(data.test)} test "
-        "pairs (ours); "
-        f"anchors {len(data.anchors.fit)} fit / {len(data.anchors.held_out)} held-out / "
-        f"{len(data.anchors.judge)} judge (ours)"
+        f"data: pairs {data.pairs_label}: {len(data.train)} direction / {len(data.judge)} judge "
+        f"/ {len(data.test)} test; benign fit {counts['fit']}, calibration "
+        f"{counts['calibration']}, test {counts['test']} (labels in metrics.json)"
     )
     source = source_loader(config.source)
     log(
@@ -85,9 +92,8 @@ def run_default_job(
     src_texts = list(
         dict.fromkeys(
             [
-                *(t for p in (*data.train, *data.judge, *data.test) for t in (p.safe, p.unsafe)),
-                *data.anchors.fit,
-                *data.anchors.held_out,
+                *(t for p in (*data.train, *data.test) for t in (p.safe, p.unsafe)),
+                *data.benign_texts(),
             ]
         )
     )
@@ -95,18 +101,16 @@ def run_default_job(
     if config.layer == "auto":
         from safesteer.models.layers import best_layer, score_layers
 
-        # one pass over every layer, scored cross-fitted on train pairs (source side only)
+        # one pass over every layer, scored cross-fitted on the direction pairs (source side)
         scores = score_layers(source, None, data.train)
         layer = best_layer(scores).layer
         layer_report = {
-            "rule": "auto: best cross-fitted AUROC of the source direction on held-out "
-            "source-side train folds (safesteer.models.layers)",
+            "rule": DEFAULT_LAYER_NOTE,
             "scores": {str(s.layer): s.auroc for s in scores},
         }
     else:
         layer = source.resolve_layer(int(config.layer))
-        note = DEFAULT_LAYER_NOTE if layer == DEFAULT_LAYER else "given by the user"
-        layer_report = {"rule": note}
+        layer_report = {"rule": "given by the user"}
     src_states = pooled_by_text(functools.partial(source.pooled, layer=layer), src_texts)
     source_id = source.model_id
     spec = source_spec(source, layer)
@@ -121,22 +125,39 @@ def run_default_job(
         f"source layer {layer}; pooled {len(src_states)} prompts ({time.perf_counter() - t0:.1f} s)"
     )
 
+    train_s, test_s = stack_pairs(src_states, data.train), stack_pairs(src_states, data.test)
+    v_s, cat_s = train_s.directions("source", {"space": "source"})
+    fit_s = rows(src_states, data.anchors.fit)
+    cal_s = {n: rows(src_states, t) for n, t in data.calibration.items()}
+    source_gate = fit_gate(
+        "source",
+        fit_s,
+        cal_s,
+        {"global": v_s.vector, **{c: d.vector for c, d in cat_s.items()}},
+        score=config.gate_score,
+    )
     side = SourceSide(
-        train=stack_pairs(src_states, data.train),
-        test=stack_pairs(src_states, data.test),
-        anchors={t: src_states[t] for t in [*data.anchors.fit, *data.anchors.held_out]},
+        train=train_s,
+        test=test_s,
+        anchors={t: src_states[t] for t in data.benign_texts()},
         provenance={
             "source_model": source_id,
             "source_layer": layer,
             "source_random_weights": source_random,
-            "data": "safesteer's own prompt sets (pairs: train split; anchors: fit part)",
+            "data": f"pairs: {data.pairs_label}, direction part; map-fit anchors: fit parts of "
+            f"{', '.join(data.fit_sets)} (labels in metrics.json data.sets)",
             **data_provenance(
                 [p.safe for p in data.train], [p.unsafe for p in data.train], data.anchors.fit
             ),
         },
         gate_spec=spec,
+        gate=source_gate,
+        sets=SetStates(
+            {n: rows(src_states, t) for n, t in data.benign_test.items()},
+            test_s.unsafe,
+            test_s.categories,
+        ),
     )
-    v_s = side.train.safe.mean(0) - side.train.unsafe.mean(0)
     metrics = JobMetrics(
         what=WHAT,
         source={
@@ -144,29 +165,45 @@ def run_default_job(
             "layer": layer,
             "layer_choice": layer_report,
             "random_weights": source_random,
-            "vector_norm": float(v_s.norm()),
+            "vector_norm": v_s.norm,
             "auroc_style_matched_source_side": tm.projection_auroc(
-                v_s, side.test.safe, side.test.unsafe
+                v_s.vector, test_s.safe, test_s.unsafe
             ),
+            "gate": {
+                "rule": GATE_RULES["source"],
+                "default_gating_mode": DEFAULT_GATE_SIDE == "source",
+                **set_rates(source_gate, side.sets),
+            },
             "pooling_check": {
                 "outlier_tokens_dropped_by_position (prompts read this run, not cache hits)": (
                     source_exclusions
                 ),
-                "vector_top1_dim_share": tm.vector_top_dim_share(v_s, 1),
+                "vector_top1_dim_share": tm.vector_top_dim_share(v_s.vector, 1),
                 "anchor_top1_dim_energy_share": tm.top_dim_share(
                     rows(src_states, data.anchors.held_out), 1
                 ),
             },
         },
         data={
+            "pairs": data.pairs_label,
+            "scenes_note": SCENES_NOTE if config.pairs == "safesteer" else None,
             "n_pairs": {"train": len(data.train), "judge": len(data.judge), "test": len(data.test)},
             "n_anchors": {
                 "fit": len(data.anchors.fit),
                 "held_out": len(data.anchors.held_out),
                 "judge": len(data.anchors.judge),
             },
+            "sets": data.labels,
+            "sampling": data.sampling,
             "hashes": data.hashes,
-            "origin": "safesteer's own prompt sets (not COCO/I2P)",
+            "roles": {
+                "train": "direction part of the pairs: source and native directions",
+                "judge": "probe part of the pairs + benign probe parts: target-side judges",
+                "test": "reported only",
+                "fit": "map fit, gate covariance (benign)",
+                "calibration": "gate thresholds (benign), map choice by ρ",
+                "held_out": "benign test parts, reported per set",
+            },
         },
         config=config.to_json(),
         environment=environment_record(),
@@ -178,6 +215,7 @@ def run_default_job(
     metrics.seconds = time.perf_counter() - t0
     result = metrics.to_json()
     write_json_atomic(config.out / "metrics.json", result, default=float)
+    write_results(json.loads(json.dumps(result, default=float)), config.out / "results.md")
     try:
         from safesteer.jobs.default.report_page import write_page
 

@@ -1,4 +1,4 @@
-"""The default job's headline: per target, the best map against native and the α reaching the aim.
+"""The default job's headline: gate rates per set, every map against native, the α reaching the aim.
 
 The aim (``config.max_unsafe_rate``, 5% by default) is read on the quoted probe
 (:data:`~safesteer.jobs.default.config.QUOTED_PROBE`); the lines are what the job prints and
@@ -7,6 +7,7 @@ what ``metrics.json`` keeps under ``summary``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from safesteer.evaluation.transfer_metrics import alpha_reaching
@@ -25,8 +26,19 @@ def _pct(x: Any) -> str:
     return f"{x:.1%}" if isinstance(x, float) else "n/a"
 
 
+def _set_line(rates: Mapping[str, Any]) -> str:
+    """``parti 4.9% · compbench 0.2% …; unsafe 87.8% (disturbing 90.5% …)`` (no prompt text)."""
+    benign = " · ".join(f"{n} {_pct(r)}" for n, r in rates["benign_steered"].items())
+    cats = " · ".join(f"{c} {_pct(r)}" for c, r in rates["unsafe_steered_by_category"].items())
+    return (
+        f"benign test sets steered: {benign}; unsafe test steered {_pct(rates['unsafe_steered'])}"
+        f" ({cats})"
+    )
+
+
 def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
-    """Which map won per target, AUROCs against native, the α reaching the unsafe-rate goal."""
+    """Per target: the chosen map (benign-only rule) and every map's AUROC against native and
+    random, the gates' rates per benign set and unsafe category, the α reaching the goal."""
     src = metrics.source
     goal = f"≤{config.max_unsafe_rate:.0%}"
     random_parts = [n for n, r in metrics.targets.items() if r.target_random_weights] + (
@@ -37,18 +49,24 @@ def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
         if random_parts
         else "pretrained weights (images: random-weight denoiser)"
     )
+    data = metrics.data
     lines = [
         f"safesteer default job — source {src['model']} layer {src['layer']}; judge: linear probe "
-        f"(threshold 0.5) on target states; {weights}"
+        f"(threshold 0.5) on target states; {weights}",
+        f"pairs: {data.get('pairs', 'n/a')}; test n={data['n_pairs']['test']}"
+        + (f" ({data['scenes_note']})" if data.get("scenes_note") else ""),
     ]
+    gate = src.get("gate")
+    if gate and "benign_steered" in gate:
+        lines.append(f"source gate (default gating mode): {_set_line(gate)}")
     per_target: dict[str, TargetSummary] = {}
     for name, rep in metrics.targets.items():
         maps = rep.maps
         if not maps:
             continue
-        best = max(maps, key=lambda k: maps[k].scores.auroc_style_matched)
+        chosen = rep.chosen_map if rep.chosen_map in maps else next(iter(maps))
         nat = rep.native.scores.auroc_style_matched
-        row = maps[best]
+        row = maps[chosen]
         always = alpha_reaching(row.scores.always_on, QUOTED_PROBE, config.max_unsafe_rate)
         gated = {
             gate.side: alpha_reaching(
@@ -59,17 +77,24 @@ def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
             for gate in GATES
         }
         per_target[name] = TargetSummary(
-            best_map=best,
+            chosen_map=chosen,
             auroc_transferred=row.scores.auroc_style_matched,
             auroc_native=nat,
             alpha_always_on=always,
             alpha_gated=gated,
         )
         rnd = rep.random.auroc_style_matched
+        every = ", ".join(
+            f"{k} {m.scores.auroc_style_matched:.3f} (ρ {m.transport_fidelity:.2f})"
+            for k, m in maps.items()
+        )
         lines.append(
-            f"[{name}] best map {best}: style-matched AUROC {row.scores.auroc_style_matched:.3f} "
-            f"vs native {nat:.3f} (random {rnd['mean']:.3f}±{rnd['std']:.3f}); "
-            f"test pairs n={metrics.data['n_pairs']['test']}"
+            f"[{name}] style-matched AUROC (pairs' test split): native {nat:.3f}; transferred "
+            f"{every}; random {rnd['mean']:.3f}±{rnd['std']:.3f}"
+        )
+        lines.append(
+            f"[{name}]   chosen map {chosen} (highest ρ on benign calibration parts; not by test "
+            "figures)"
         )
         if always is not None:
             lines.append(
@@ -82,6 +107,9 @@ def summarize(metrics: JobMetrics, config: JobConfig) -> Summary:
         for gate in GATES:
             if gate.side in row.scores.gated:
                 lines.append(f"[{name}]   " + _gated_line(row, gate, gated[gate.side], goal))
+        target_sets = row.scores.sets.get("target")
+        if target_sets is not None:
+            lines.append(f"[{name}]   target gate (fallback): {_set_line(target_sets)}")
     return Summary(per_target, lines)
 
 

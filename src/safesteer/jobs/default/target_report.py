@@ -12,7 +12,7 @@ import functools
 import gc
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -29,10 +29,18 @@ from safesteer.build import (
 from safesteer.evaluation import transfer_metrics as tm
 from safesteer.evaluation.probes import fit_probes
 from safesteer.jobs.default.config import QUOTED_PROBE, JobConfig, Log
-from safesteer.jobs.default.direction_scores import GateInputs, score_direction, spread
+from safesteer.jobs.default.direction_scores import (
+    GateInputs,
+    SetStates,
+    score_direction,
+    spread,
+)
+from safesteer.jobs.default.gates import GATE_RULES, fit_gate
+from safesteer.jobs.default.map_choice import MAP_RULE, choose_map, transport_fidelity
 from safesteer.jobs.default.records import MapResult, NativeResult, RandomResult, TargetReport
 from safesteer.jobs.default.splits import JobData, pooled_by_text, rows
 from safesteer.maths.calibration import calibrate_zscore
+from safesteer.maths.gating import Gate
 from safesteer.maths.metrics import cosine, r2_score
 from safesteer.targets.pooled import cached_target_pooled
 
@@ -44,11 +52,13 @@ TargetLoader = Callable[[str], tuple[Any, Any]]
 class SourceSide:
     """What the job read from the source model once, for every target (source states only)."""
 
-    train: SidePairs  # the train pairs: the source directions
+    train: SidePairs  # the direction pairs: the source directions
     test: SidePairs  # the test pairs: what the source gates decide on
-    anchors: dict[str, Tensor]  # fit and held-out anchors, by text
+    anchors: dict[str, Tensor]  # every benign prompt (fit, calibration, tests), by text
     provenance: dict[str, Any]  # source model, layer and data hashes: every pack starts here
     gate_spec: dict[str, Any]  # which reader the source gates read (safesteer.pack.source_spec)
+    gate: Gate  # the source gate (safesteer.jobs.default.gates), the same for every pack
+    sets: SetStates  # the reported sets' source states (benign test sets, unsafe test)
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ def run_target(name: str, job: Job, target_loader: TargetLoader) -> TargetReport
     config, data, log = job.config, job.data, job.log
     adapter, pipe = target_loader(name)
     a = data.anchors
-    texts = [*data.all_pair_texts(), *a.fit, *a.held_out, *a.judge]
+    texts = [*data.all_pair_texts(), *data.benign_texts(), *a.judge]
     states = pooled_by_text(
         functools.partial(cached_target_pooled, adapter, cache=config.cache), texts
     )
@@ -100,14 +110,14 @@ def run_target(name: str, job: Job, target_loader: TargetLoader) -> TargetReport
                 f"{time.perf_counter() - t2:.1f} s"
             )
         report.seconds = time.perf_counter() - t0
-    if pipe is not None and config.n_images > 0 and report.best_map is not None:
+    if pipe is not None and config.n_images > 0 and report.chosen_map is not None:
         # evaluate() loads the pipeline itself (as Ray workers do): never hold two copies
         del adapter, pipe
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         t2 = time.perf_counter()
-        evaluation = hand_over_to_evaluation(name, config, data, report.best_map)
+        evaluation = hand_over_to_evaluation(name, config, data, report.chosen_map)
         report.image_evaluation = evaluation
         log(
             f"[{name}] image evaluation ({evaluation['protocol']}) in "
@@ -121,8 +131,8 @@ def report_target(
 ) -> tuple[TargetReport, BuiltPack | None]:
     """Probes, native, transferred packs (saved to ``packs/``) and random directions.
 
-    Returns the report and the transferred pack with the best style-matched AUROC (None when
-    no map ran).
+    Returns the report and the transferred pack of the map chosen by :func:`choose_map` (a
+    benign-only rule fixed in advance; None when no map ran).
     """
     config, data, log, source = job.config, job.data, job.log, job.source
     a = data.anchors
@@ -151,6 +161,34 @@ def report_target(
             config.category_alpha,
         )
 
+    cal_t = {n: rows(states, t) for n, t in data.calibration.items()}
+    target_sets = SetStates(
+        {n: rows(states, t) for n, t in data.benign_test.items()},
+        test_t.unsafe,
+        test_t.categories,
+    )
+    sets = {"target": target_sets, "source": source.sets}
+
+    def with_job_gates(built: BuiltPack, source_gate: Gate | None) -> BuiltPack:
+        """The pack with the job's gates (benign fit + calibration parts of every set)."""
+        pack = built.pack
+        vectors = {"global": pack.global_vector, **pack.category_vectors}
+        built.pack = replace(
+            pack,
+            gate=fit_gate("target", fit_t, cal_t, vectors),
+            source_gate=source_gate,
+            provenance={
+                **pack.provenance,
+                "gate_fitted_on": GATE_RULES["target"],
+                **(
+                    {"source_gate_fitted_on": GATE_RULES["source"], "default_gate": "source"}
+                    if source_gate is not None
+                    else {}
+                ),
+            },
+        )
+        return built
+
     native = native_pack(
         target=train_t,
         gate_anchors=fit_t,
@@ -160,6 +198,7 @@ def report_target(
         gate_score=config.gate_score,
         encoding=target_encoding(adapter),
     )
+    native = with_job_gates(native, None)
     file_stem = name.replace("/", "_")  # a hub id names a file, not a folder
     native.pack.save(packs_dir / f"{file_stem}-native.safetensors")
     v_n = native.pack.global_vector
@@ -171,15 +210,18 @@ def report_target(
             probes=probes,
             alphas=config.alphas,
             built=native,
+            sets=sets,
         ),
         label="native: fitted on target-side unsafe data (the baseline the method avoids)",
         categories=category_table(native.pack.category_vectors),
     )
 
     src_fit, src_held = rows(source.anchors, a.fit), rows(source.anchors, a.held_out)
+    src_cal = torch.cat([rows(source.anchors, t) for t in data.calibration.values()])
+    tgt_cal = torch.cat(list(cal_t.values()))
     source_states = GateInputs(source.test.unsafe, source.test.safe, src_held)
     maps: dict[str, MapResult] = {}
-    best_built: BuiltPack | None = None
+    built_by_map: dict[str, BuiltPack] = {}
     for kind in config.maps:
         t1 = time.perf_counter()
         built = assemble_pack(
@@ -195,7 +237,9 @@ def report_target(
             source_gate_spec=source.gate_spec,
             encoding=target_encoding(adapter),
         )
+        built = with_job_gates(built, source.gate)
         built.pack.save(packs_dir / f"{file_stem}-{kind}.safetensors")
+        built_by_map[kind] = built
         assert built.map is not None and built.source_direction is not None
         v_t = built.pack.global_vector
         fit = built.map.score(src_held, held_t)
@@ -211,6 +255,7 @@ def report_target(
             alphas=config.alphas,
             built=built,
             source_states=source_states,
+            sets=sets,
         )
         maps[kind] = MapResult(
             scores=scores,
@@ -235,13 +280,11 @@ def report_target(
             norm_ratio_to_native_zscore_rule=tm.norm_ratio(
                 calibrate_zscore(built.map.transport(v_s.vector), v_s.vector, src_fit, fit_t), v_n
             ),
+            transport_fidelity=transport_fidelity(src_cal, tgt_cal, v_s.vector, v_t),
         )
-        best_auroc = max(r.scores.auroc_style_matched for r in maps.values())
-        if scores.auroc_style_matched >= best_auroc:
-            best_built = built
         log(
-            f"[{name}] {kind}: held-out R²={fit.r2:.3f}, style-matched AUROC="
-            f"{scores.auroc_style_matched:.3f} "
+            f"[{name}] {kind}: ρ (benign calibration parts)={maps[kind].transport_fidelity:.3f}, "
+            f"held-out R²={fit.r2:.3f}, style-matched AUROC={scores.auroc_style_matched:.3f} "
             f"(native {native_result.scores.auroc_style_matched:.3f})"
         )
 
@@ -294,9 +337,14 @@ def report_target(
             ],
         ),
     )
-    if best_built is not None:
-        report.best_map = best_built.pack.provenance.get("map_kind", "procrustes")
-    return report, best_built
+    chosen = choose_map({k: m.transport_fidelity for k, m in maps.items()})
+    if chosen is not None:
+        report.chosen_map = chosen
+        report.map_choice = {
+            "rule": MAP_RULE,
+            "transport_fidelity": {k: m.transport_fidelity for k, m in maps.items()},
+        }
+    return report, (built_by_map[chosen] if chosen is not None else None)
 
 
 def _procrustes_scaled_r2(built: BuiltPack, source: Tensor, target: Tensor) -> dict[str, float]:

@@ -1,0 +1,261 @@
+"""The default job's per-set tables, built once from :class:`JobMetrics` for the page and for
+``results.md`` (:mod:`~safesteer.jobs.default.results_doc`): numbers are never typed by hand.
+
+* data sets: every set with its label (ours, or source + licence), role and count;
+* gates per set: for each direction and gate, the fraction steered of every benign test set and
+  of the unsafe test prompts overall and per category (categories and counts only, never text);
+* transfer: style-matched AUROC on the pairs' test split, transferred (every map) vs native vs
+  random directions, with the map-choice score ρ, cosine to native and the null cosine;
+* variants: every variant the job runs (map × gate side) in one table, per benign set.
+
+They read the JSON form (``metrics.json``), so a saved run renders the same tables.
+
+Example:
+    >>> Table("t", "a note", ["x"], [["1"]]).markdown().splitlines()[2:]
+    ['| x |', '|---|', '| 1 |', '', 'a note']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from safesteer.jobs.default.records import GATES
+
+Metrics = Mapping[str, Any]  # the content of metrics.json
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table with a note saying where its numbers come from."""
+
+    title: str
+    note: str
+    head: list[str]
+    rows: list[list[str]]
+
+    def markdown(self, level: int = 3) -> str:
+        """The table as GitHub markdown under a heading of ``level``."""
+        out = [f"{'#' * level} {self.title}", ""]
+        out.append("| " + " | ".join(self.head) + " |")
+        out.append("|" + "|".join("---" for _ in self.head) + "|")
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join([*out, "", self.note])
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _f(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def data_table(metrics: Metrics) -> Table:
+    """Every benign set: label, and how many prompts of each role the run read."""
+    data = metrics["data"]
+    counts = data.get("sampling", {}).get("counts", {})
+    rows = []
+    for name, label in data.get("sets", {}).items():
+        rows.append(
+            [
+                name,
+                label,
+                str(counts.get("fit", {}).get(name, "–")),
+                str(counts.get("calibration", {}).get(name, "–")),
+                str(counts.get("test", {}).get(name, "–")),
+            ]
+        )
+    pairs = data.get("n_pairs", {})
+    rows.append(
+        [
+            "pairs",
+            str(data.get("pairs", "")),
+            f"{pairs.get('train', '–')} pairs (directions)",
+            f"{pairs.get('judge', '–')} pairs (judges)",
+            f"{pairs.get('test', '–')} pairs",
+        ]
+    )
+    note = str(data.get("sampling", {}).get("rule", ""))
+    if data.get("scenes_note"):
+        note += f". {data['scenes_note']}."
+    return Table(
+        "Data sets",
+        note,
+        ["set", "source, licence", "map fit", "gate calibration", "test (reported)"],
+        rows,
+    )
+
+
+def _directions(rep: Metrics) -> list[tuple[str, Metrics]]:
+    """(name, record): native first, then each map."""
+    return [("native", rep["native"]), *rep.get("maps", {}).items()]
+
+
+def _set_columns(metrics: Metrics) -> tuple[list[str], list[str]]:
+    sets = list(metrics["data"].get("sampling", {}).get("counts", {}).get("test", {}))
+    cats: list[str] = []
+    found = [metrics["source"].get("gate") or {}]
+    for rep in metrics.get("targets", {}).values():
+        for _, scores in _directions(rep):
+            found += [scores[g.sets_key] for g in GATES if g.sets_key in scores]
+    for rates in found:
+        cats += [c for c in rates.get("unsafe_steered_by_category", {}) if c not in cats]
+    return sets, cats
+
+
+def _rate_cells(rates: Mapping[str, Any], sets: list[str], cats: list[str]) -> list[str]:
+    benign = rates["benign_steered"]
+    by_cat = rates["unsafe_steered_by_category"]
+    worst = max(benign.values()) if benign else None
+    return [
+        *(_pct(benign.get(s)) for s in sets),
+        _pct(worst),
+        _pct(rates["unsafe_steered"]),
+        *(_pct(by_cat.get(c)) for c in cats),
+    ]
+
+
+def gate_tables(metrics: Metrics) -> list[Table]:
+    """The source gate (one for every pack) and, per target, every direction's target gate."""
+    sets, cats = _set_columns(metrics)
+    head = ["direction", "gate", *sets, "worst benign", "unsafe", *cats]
+    tables = []
+    src = metrics["source"]
+    gate = src.get("gate")
+    if gate and "benign_steered" in gate:
+        tables.append(
+            Table(
+                "Source gate (the default gating mode): fraction steered per set",
+                f"{gate.get('rule', '')}. Benign columns: held-out test part of each benign set; "
+                "unsafe: the pairs' test split, overall and per category. Decided on "
+                f"{src['model']} layer {src['layer']} states.",
+                head,
+                [["source directions", "source", *_rate_cells(gate, sets, cats)]],
+            )
+        )
+    for name, rep in metrics.get("targets", {}).items():
+        rows = []
+        for key, scores in _directions(rep):
+            for g in GATES:
+                if g.side == "target" and g.sets_key in scores:
+                    rows.append([key, g.gate_label, *_rate_cells(scores[g.sets_key], sets, cats)])
+        if rows:
+            tables.append(
+                Table(
+                    f"{name}: target gate (fallback) per set",
+                    "Projection on each direction's target vector; thresholds from the benign "
+                    "calibration parts only. Columns as in the source gate table.",
+                    head,
+                    rows,
+                )
+            )
+    return tables
+
+
+def transfer_tables(metrics: Metrics) -> list[Table]:
+    """Per target: AUROC transferred (every map) vs native vs random, ρ, cosines."""
+    tables = []
+    for name, rep in metrics.get("targets", {}).items():
+        nat = rep["native"]
+        rows = [
+            [
+                "native (target-side unsafe data: the baseline the method avoids)",
+                _f(nat["auroc_style_matched"]),
+                _f(nat["auroc_easy_benign_vs_unsafe"]),
+                "–",
+                "1.000",
+                "–",
+                "1.000",
+            ]
+        ]
+        for kind, m in rep.get("maps", {}).items():
+            chosen = " (chosen)" if kind == rep.get("chosen_map") else ""
+            rows.append(
+                [
+                    f"transferred: {kind}{chosen}",
+                    _f(m["auroc_style_matched"]),
+                    _f(m["auroc_easy_benign_vs_unsafe"]),
+                    _f(m.get("transport_fidelity")),
+                    _f(m["cosine_to_native"]),
+                    _f(m["null_cosine_random_source"]["max"]),
+                    _f(m["norm_ratio_to_native"]),
+                ]
+            )
+        rnd = rep["random"]
+        style, easy = rnd["auroc_style_matched"], rnd["auroc_easy_benign_vs_unsafe"]
+        rows.append(
+            [
+                f"null: {rnd['label']}",
+                f"{style['mean']:.3f} ± {style['std']:.3f}",
+                f"{easy['mean']:.3f}",
+                "–",
+                "–",
+                "–",
+                "–",
+            ]
+        )
+        tables.append(
+            Table(
+                f"{name}: transfer (style-matched AUROC on the pairs' test split)",
+                f"{rep['target_model']}; AUROC of the projection on the direction, safe twin vs "
+                "unsafe (style-matched) and benign test sets vs unsafe (easy). ρ: the map-choice "
+                "score on benign calibration parts (the chosen map has the highest). Null: "
+                "max |cos| of random source vectors through the same map.",
+                [
+                    "direction",
+                    "AUROC style-matched",
+                    "AUROC benign vs unsafe",
+                    "ρ (benign)",
+                    "cos to native",
+                    "null max |cos|",
+                    "‖v_t‖/‖v_n‖",
+                ],
+                rows,
+            )
+        )
+    return tables
+
+
+def variants_table(metrics: Metrics) -> Table:
+    """Every variant the job ran (target × direction × gate side), per benign set, one table."""
+    sets = _set_columns(metrics)[0]
+    rows = []
+    for name, rep in metrics.get("targets", {}).items():
+        maps = rep.get("maps", {})
+        for key, scores in _directions(rep):
+            rho = maps[key].get("transport_fidelity") if key in maps else None
+            for g in GATES:
+                if g.sets_key not in scores:
+                    continue
+                rates = scores[g.sets_key]
+                rows.append(
+                    [
+                        name,
+                        key + (" (chosen)" if key == rep.get("chosen_map") else ""),
+                        g.gate_label,
+                        _f(scores["auroc_style_matched"]),
+                        "–" if rho is None else _f(rho),
+                        *_rate_cells(rates, sets, [])[:-1],
+                        _pct(rates["unsafe_steered"]),
+                    ]
+                )
+    return Table(
+        "Variants: every map × gate, per benign set",
+        "Each row: one target, one direction (native or a map's transferred vector), one gate "
+        "(the source gate is the same for every map: it reads source states). Benign columns: "
+        "fraction of each held-out benign test set steered; unsafe: fraction of the pairs' test "
+        "unsafe prompts steered.",
+        ["target", "direction", "gate", "AUROC style-matched", "ρ", *sets, "worst", "unsafe"],
+        rows,
+    )
+
+
+def all_tables(metrics: Metrics) -> list[Table]:
+    """Every per-set table, in page order."""
+    tables = [data_table(metrics), *gate_tables(metrics), *transfer_tables(metrics)]
+    return [*tables, variants_table(metrics)]
+
+
+__all__ = ["Table", "all_tables", "data_table", "gate_tables", "transfer_tables", "variants_table"]
