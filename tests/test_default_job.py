@@ -244,19 +244,21 @@ def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
     assert pooling["vector_top1_dim_share"] < 0.5
     # SmolLM2's position 0 is an attention sink: the reader must find and drop it (counted
     # only for prompts read now, not cache hits, so read a few without the cache)
-    from safesteer.jobs.default import DEFAULT_LAYER
     from safesteer.models import SourceReader
 
+    layer = metrics["source"]["layer"]
+    assert metrics["source"]["layer_choice"]["scores"]  # auto: every layer scored, source side
     reader = SourceReader.from_preset("smollm2-135m", cache=False)
-    reader.pooled([p.unsafe for p in load_pairs("test")[:8]], DEFAULT_LAYER)
-    assert reader.exclusions[DEFAULT_LAYER][0] == 8
+    reader.pooled([p.unsafe for p in load_pairs("test")[:8]], layer)
+    assert reader.exclusions[layer][0] == 8
     assert (tmp_path / "packs" / "minilm-l6-ridge.safetensors").is_file()
     assert (tmp_path / "index.html").is_file()
     # images are named by test id and category; no unsafe prompt text in the record or page
     record = rep["images"]["images"][0]
     assert set(record) >= {"id", "category", "files"} and "prompt" not in record
     unsafe = [p.unsafe for p in load_pairs("all")]
-    for written in ("metrics.json", "index.html"):
+    unsafe += [p.unsafe for part in pair_parts().values() for p in part.pairs]
+    for written in ("metrics.json", "index.html", "results.md"):
         text = (tmp_path / written).read_text()
         assert not [p for p in unsafe if p in text], written
     assert f"{record['id']} · {record['category']}" in (tmp_path / "index.html").read_text()

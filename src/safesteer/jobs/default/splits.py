@@ -190,7 +190,11 @@ def load_job_data(config: JobConfig) -> JobData:
         return thin(texts, n)
 
     fit_sets = {n: part(n, "fit", per_fit) for n in fit_names}
-    calibration = {n: part(n, "cal", per_other) for n in CALIBRATION_SETS}
+    fitted = {t for texts in fit_sets.values() for t in texts}
+    # (one SafeSteer safe prompt occurs in two scenes: a direction and a gatecal one)
+    calibration = {
+        n: [t for t in part(n, "cal", per_other) if t not in fitted] for n in CALIBRATION_SETS
+    }
     benign_test = {n: part(n, "test", per_other) for n in TEST_SETS}
     # the judges' benign side (SafeSteer safe halves are there already: the pairs' safe side)
     probe_sets = [n for n in CALIBRATION_SETS if n != "sspairs"]
