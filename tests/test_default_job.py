@@ -247,7 +247,7 @@ def test_default_job_on_real_packaged_models(tmp_path: Path) -> None:
     from safesteer.models import SourceReader
 
     layer = metrics["source"]["layer"]
-    assert metrics["source"]["layer_choice"]["scores"]  # auto: every layer scored, source side
+    assert "auto rule" in metrics["source"]["layer_choice"]["rule"]  # the fixed default, why
     reader = SourceReader.from_preset("smollm2-135m", cache=False)
     reader.pooled([p.unsafe for p in load_pairs("test")[:8]], layer)
     assert reader.exclusions[layer][0] == 8

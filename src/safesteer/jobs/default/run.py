@@ -27,7 +27,7 @@ from typing import Any
 from safesteer.atomic import write_json_atomic
 from safesteer.build import data_provenance, stack_pairs
 from safesteer.evaluation import transfer_metrics as tm
-from safesteer.jobs.default.config import DEFAULT_LAYER_NOTE, JobConfig, Log
+from safesteer.jobs.default.config import DEFAULT_LAYER, DEFAULT_LAYER_NOTE, JobConfig, Log
 from safesteer.jobs.default.direction_scores import SetStates, set_rates
 from safesteer.jobs.default.gates import DEFAULT_GATE_SIDE, GATE_RULES, fit_gate
 from safesteer.jobs.default.records import JobMetrics
@@ -105,12 +105,14 @@ def run_default_job(
         scores = score_layers(source, None, data.train)
         layer = best_layer(scores).layer
         layer_report = {
-            "rule": DEFAULT_LAYER_NOTE,
+            "rule": "auto: best cross-fitted AUROC of the difference-of-means source direction "
+            "on the direction pairs read (safesteer.models.layers; source side only)",
             "scores": {str(s.layer): s.auroc for s in scores},
         }
     else:
         layer = source.resolve_layer(int(config.layer))
-        layer_report = {"rule": "given by the user"}
+        note = DEFAULT_LAYER_NOTE if config.layer == DEFAULT_LAYER else "given by the user"
+        layer_report = {"rule": note}
     src_states = pooled_by_text(functools.partial(source.pooled, layer=layer), src_texts)
     source_id = source.model_id
     spec = source_spec(source, layer)
