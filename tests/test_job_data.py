@@ -36,12 +36,20 @@ def test_job_roles_are_disjoint_labelled_and_capped(tmp_path) -> None:
     assert not (judge & fit) and not (judge & cal)
     assert set(data.benign_test) == set(TEST_SETS) and set(data.labels) >= set(TEST_SETS)
     assert data.labels["ours"].endswith("(ours)") and "CC0" in data.labels["imagereward"]
-    # 300 map-fit anchors over 5 fit sets; other parts half as many per set; 50 pairs per part
+    # 300 map-fit anchors over 5 fit sets (as many per test part, half as many per calibration
+    # part); 50 pairs per pair part
     # (the SafeSteer safe halves fitted are those of the direction pairs read: 50 here)
     sizes = {n: len(t) for n, t in data.fit_sets.items()}
     assert sizes == {"parti": 60, "compbench": 60, "geneval": 60, "sspairs": 50, "ours": 60}
     assert set(data.fit_sets["sspairs"]) == {p.safe for p in data.train}
     assert all(len(t) == 30 for t in data.calibration.values())
+    assert {n: len(t) for n, t in data.benign_test.items() if n != "sspairs"} == {
+        "parti": 60,
+        "compbench": 60,
+        "geneval": 60,
+        "imagereward": 60,
+        "ours": 60,
+    }
     assert len(data.train) == len(data.judge) == len(data.test) == 50
     # the reported safe twins are every safe half of the official test split
     assert data.benign_test["sspairs"] == list(benign_parts()["sspairs"]["test"])

@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--anchors",
         type=v.int_at_least(MIN_ANCHORS),
         default=JobConfig.n_anchors,
-        help="map-fit anchors read, spread over the fit sets (other benign parts: half as many "
-        f"per set; at least {MIN_ANCHORS})",
+        help="map-fit anchors read, spread over the fit sets (as many per test part; half as "
+        f"many per calibration and probe part; at least {MIN_ANCHORS})",
     )
     parser.add_argument(
         "--max-pairs",

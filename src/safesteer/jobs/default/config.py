@@ -38,8 +38,8 @@ class JobConfig:
     Data (:mod:`~safesteer.jobs.default.splits`): ``pairs`` names the pair source
     (``"safesteer"``, default, or ``"ours"``), ``anchor_set`` the map-fit anchors (``"all"``
     real + ours, default, or ``"ours"``); ``n_anchors`` caps the map-fit anchors (spread evenly
-    over the fit sets; other benign parts get half as many per set) and ``max_pairs`` the pairs
-    of each pair part — both by a fixed thinning rule; None reads every prompt.
+    over the fit sets; test parts as many, calibration and probe parts half) and ``max_pairs``
+    the pairs of each pair part — both by a fixed thinning rule; None reads every prompt.
     """
 
     out: Path

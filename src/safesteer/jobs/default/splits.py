@@ -16,9 +16,10 @@ anchors only), its *cal* part sets the gates' thresholds (one calibration set pe
 
 Sizes (:func:`thin`, a fixed rule, never chosen by results): reading every real prompt through
 Gemma takes most of an hour on two cores, so the job reads at most ``n_anchors / n_fit_sets``
-prompts of each fit part, half that of every other benign part, and ``max_pairs`` pairs of each
-pair part, taken at evenly spaced positions of the partition order (which is stratified: parts
-keep their strata). ``n_anchors=None`` and ``max_pairs=None`` read everything.
+prompts of each fit and test part, half that of each calibration and probe part, and
+``max_pairs`` pairs of each pair part, taken at evenly spaced positions of the partition order
+(which is stratified: parts keep their strata). ``n_anchors=None`` and ``max_pairs=None`` read
+everything.
 
 Example:
     >>> thin(list("abcdefghij"), 4)
@@ -195,7 +196,7 @@ def load_job_data(config: JobConfig) -> JobData:
     calibration = {
         n: [t for t in part(n, "cal", per_other) if t not in fitted] for n in CALIBRATION_SETS
     }
-    benign_test = {n: part(n, "test", per_other) for n in TEST_SETS}
+    benign_test = {n: part(n, "test", per_fit) for n in TEST_SETS}  # reported: as many as fit
     # the judges' benign side (SafeSteer safe halves are there already: the pairs' safe side)
     probe_sets = [n for n in CALIBRATION_SETS if n != "sspairs"]
     judge_benign = [t for n in probe_sets for t in part(n, "probe", per_other)]
@@ -220,8 +221,9 @@ def load_job_data(config: JobConfig) -> JobData:
         **{f"calibration_{n}": text_set_hash(t) for n, t in calibration.items()},
     }
     sampling = {
-        "rule": "at most n_anchors / (number of fit sets) prompts of each fit part, half that of "
-        "every other benign part, max_pairs pairs of each pair part; evenly spaced positions of "
+        "rule": "at most n_anchors / (number of fit sets) prompts of each fit and test part, half "
+        "that of each calibration and probe part, max_pairs pairs of each pair part; evenly "
+        "spaced positions of "
         "the fixed partition order (safesteer.data.partitions; strata kept); never chosen by "
         "results; the SafeSteer safe test halves (safe twins) are all read",
         "n_anchors": config.n_anchors,
