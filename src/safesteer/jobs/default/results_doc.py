@@ -33,7 +33,9 @@ def render(metrics: dict[str, Any]) -> str:
     ]
     seconds = metrics.get("seconds")
     if isinstance(seconds, float):
-        lines += ["", f"Run time: {seconds:.0f} s ({metrics.get('environment', {})})."]
+        env = metrics.get("environment", {})
+        software = ", ".join(f"{k} {v}" for k, v in env.items() if k != "platform")
+        lines += ["", f"Run time: {seconds:.0f} s ({software})."]
     if "targets" in metrics:
         from safesteer.jobs.default.tables import all_tables
 
