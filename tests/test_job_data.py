@@ -83,6 +83,11 @@ def test_library_defaults_are_the_fit_parts_and_the_direction_part() -> None:
     assert {p.safe for p in pairs} <= anchors  # the SafeSteer safe halves are anchors
     assert not {p.unsafe for p in pairs} & anchors
     assert set(pairs) == set(pair_parts()["direction"].pairs)
+    # the same data as the named sets `--pairs safesteer --anchors all` of `safesteer build`
+    from safesteer.data import sources
+
+    assert list(sources.resolve_anchors("all").items) == default_anchors()
+    assert list(sources.resolve_pairs("safesteer").items) == pairs
 
 
 def test_transport_fidelity_sees_a_carried_a_flipped_and_a_scrambled_direction() -> None:

@@ -163,7 +163,7 @@ def benign_parts() -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 #: benign sets whose fit parts are the default map-fit anchors (``"all"``)
-DEFAULT_ANCHOR_SETS: tuple[str, ...] = ("parti", "compbench", "geneval", "sspairs", "ours")
+DEFAULT_ANCHOR_SETS: tuple[str, ...] = ("sspairs", "parti", "compbench", "geneval", "ours")
 
 
 def default_pairs() -> list[PromptPair]:
@@ -177,9 +177,9 @@ def default_pairs() -> list[PromptPair]:
 
 
 def default_anchors() -> list[str]:
-    """The library's default benign anchors, ``"all"``: the *fit* parts of PartiPrompts,
-    T2I-CompBench, GenEval, the SafeSteer safe halves of the direction part and our anchors
-    (:data:`DEFAULT_ANCHOR_SETS`), de-duplicated, in that order.
+    """The library's default benign anchors, ``"all"``: the *fit* parts of the SafeSteer safe
+    halves (direction part), PartiPrompts, T2I-CompBench, GenEval and our anchors
+    (:data:`DEFAULT_ANCHOR_SETS`), de-duplicated, in that order — ``--anchors all``.
 
     Example:
         >>> len(default_anchors())
