@@ -109,6 +109,24 @@ def test_choose_map_takes_the_highest_rho_first_on_ties_never_nan() -> None:
     assert choose_map({}) is None
 
 
+def test_job_gates_hold_the_rate_on_every_calibration_set() -> None:
+    from safesteer.jobs.default.gates import GATE_RULES, fit_gate
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    fit = torch.randn(800, 4, generator=g)
+    # two benign styles: one sits towards the unsafe side (−v), as the safe twins do
+    cal = {"plain": torch.randn(400, 4, generator=g), "dark": torch.randn(400, 4, generator=g)}
+    cal["dark"][:, 0] -= 1.0
+    for side in ("source", "target"):
+        gate = fit_gate(side, fit, cal, {"global": v})
+        rates = {n: float(gate.decide(x).steer.float().mean()) for n, x in cal.items()}
+        assert rates["dark"] == pytest.approx(0.05, abs=0.005)  # the worst set sets the level
+        assert rates["plain"] < 0.01  # a pooled 5% would steer ~9% of "dark"
+        assert gate.threshold_rule == "set-max" and "set-max" in GATE_RULES[side]
+        assert torch.allclose(gate.centre_, fit.mean(0), atol=1e-5)  # μ from the fit anchors
+
+
 def test_set_rates_are_per_set_and_per_category() -> None:
     g = torch.Generator().manual_seed(0)
     v = torch.tensor([1.0, 0.0, 0.0])

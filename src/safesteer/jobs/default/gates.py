@@ -6,7 +6,8 @@
   pooled target state with the pack's transported (or native) vectors, score ``"projection"``.
 
 Both read only benign prompts: the map-fit anchors (``fit``: centre and covariance) and the
-calibration parts of every benign style (``calibration``: set name → states; thresholds).
+calibration parts of every benign style (``calibration``: set name → states; thresholds by the
+``"set-max"`` rule, so the 5% false-trigger rate holds on the worst calibration style).
 :data:`GATE_RULES` says in words what each side does; :func:`fit_gate` is the one place the
 rule is applied.
 
@@ -33,8 +34,15 @@ from safesteer.maths.gating import Gate
 GATE_SCORE: dict[str, str] = {"source": "whitened", "target": "projection"}
 #: how each side's gate is fitted, as metrics.json and the page say it
 GATE_RULES: dict[str, str] = {
-    side: f"score {score}; 5% false-trigger rate on the benign calibration parts of every set "
-    "pooled (thresholds set on a seeded 30% of them, μ and Σ on the other 70%); benign data only"
+    side: f"score {score}; "
+    + (
+        "μ and Σ_b (Ledoit–Wolf) from every benign map-fit anchor"
+        if score == "whitened"
+        else "μ from every benign map-fit anchor"
+    )
+    + "; thresholds by the set-max rule: the largest of the benign calibration sets' per-set "
+    "quantiles, the level chosen so that the worst calibration set has a 5% false-trigger rate; "
+    "benign data only"
     for side, score in GATE_SCORE.items()
 }
 DEFAULT_GATE_SIDE = "source"
@@ -52,10 +60,12 @@ def fit_gate(
 
     ``score`` overrides the side's :data:`GATE_SCORE` (``safesteer demo --gate-score`` sets
     the source gate's)."""
-    del fit  # used for the covariance once the gate can take it apart from the thresholds
-    cal = torch.cat([calibration[name] for name in calibration])
+    names = list(calibration)
+    cal = torch.cat([calibration[name] for name in names])
+    groups = [name for name in names for _ in range(int(calibration[name].shape[0]))]
     chosen = GATE_SCORE[side] if score is None else score
-    return Gate(false_trigger_rate, score=chosen).fit(cal, dict(vectors))
+    gate = Gate(false_trigger_rate, score=chosen, threshold_rule="set-max")
+    return gate.fit(cal, dict(vectors), groups=groups, covariance_from=fit)
 
 
 __all__ = ["DEFAULT_GATE_SIDE", "GATE_RULES", "GATE_SCORE", "fit_gate"]

@@ -20,23 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torch import Tensor
+from safesteer.maths.metrics import transport_fidelity
 
 MAP_RULE = (
     "highest transport fidelity ρ (Pearson correlation of benign prompts' projections on the "
     "source direction and on the transported one) on the benign calibration parts of every set, "
     "never seen by the maps; no unsafe target data, no test data; ties → first map"
 )
-
-
-def transport_fidelity(
-    source_held: Tensor, target_held: Tensor, source_direction: Tensor, transported: Tensor
-) -> float:
-    """ρ of the module docstring for the same benign prompts ``[N, d_s]`` / ``[N, d_t]``."""
-    s = source_held.double() @ (source_direction.double() / source_direction.double().norm())
-    t = target_held.double() @ (transported.double() / transported.double().norm())
-    s, t = s - s.mean(), t - t.mean()
-    return float((s @ t) / (s.norm() * t.norm()).clamp_min(1e-300))
 
 
 def choose_map(fidelity: Mapping[str, float]) -> str | None:
