@@ -149,6 +149,8 @@ def test_default_job_on_planted_models(tmp_path: Path) -> None:
     fidelity = {k: rep["maps"][k]["transport_fidelity"] for k in ("procrustes", "ridge")}
     assert rep["chosen_map"] == max(fidelity, key=lambda k: fidelity[k])
     assert rep["map_choice"]["transport_fidelity"] == fidelity
+    lda = rep["maps"]["ridge"]["variants"]["shrunk-lda direction"]  # reported, never chosen
+    assert 0.0 <= lda["auroc_style_matched"] <= 1.0 and -1.0 <= lda["transport_fidelity"] <= 1.0
     assert all(-1.0 <= r <= 1.0 for r in fidelity.values())
     assert any("chosen map" in line and "not by test" in line for line in lines)
     assert not any("best map" in line for line in lines)

@@ -1,7 +1,8 @@
 """The default job's gates: fitted on benign fit and calibration parts only, one rule per side.
 
 * **Source gate** (the default gating mode; FINDINGS R1): decides on the prompt's pooled
-  source state with the source directions (global + per category), score ``"whitened"``.
+  source state with the global source direction (one score, as R1 validated it; a steered
+  prompt is steered along the pack's global vector), score ``"whitened"``.
 * **Target gate** (the fallback when no source reader runs; FINDINGS R2): decides on the
   pooled target state with the pack's transported (or native) vectors, score ``"projection"``.
 

@@ -168,6 +168,8 @@ class MapResult:
     seconds: float
     norm_ratio_to_native_zscore_rule: float
     transport_fidelity: float = float("nan")  # ρ on the benign calibration parts (map choice)
+    #: other directions carried by the same map (e.g. shrunk LDA): AUROC, ρ, cosine to native
+    variants: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def held_out_r2(self) -> float:
@@ -188,6 +190,7 @@ class MapResult:
             "seconds": self.seconds,
             "norm_ratio_to_native_zscore_rule": self.norm_ratio_to_native_zscore_rule,
             "transport_fidelity": self.transport_fidelity,
+            "variants": self.variants,
         }
 
 

@@ -128,16 +128,12 @@ def run_default_job(
     )
 
     train_s, test_s = stack_pairs(src_states, data.train), stack_pairs(src_states, data.test)
-    v_s, cat_s = train_s.directions("source", {"space": "source"})
+    v_s, _ = train_s.directions("source", {"space": "source"})
     fit_s = rows(src_states, data.anchors.fit)
     cal_s = {n: rows(src_states, t) for n, t in data.calibration.items()}
-    source_gate = fit_gate(
-        "source",
-        fit_s,
-        cal_s,
-        {"global": v_s.vector, **{c: d.vector for c, d in cat_s.items()}},
-        score=config.gate_score,
-    )
+    # the global direction only, as the rule was validated (FINDINGS R1: one score, so the
+    # set-max level holds for it); the pack's categories still come from its target vectors
+    source_gate = fit_gate("source", fit_s, cal_s, {"global": v_s.vector}, score=config.gate_score)
     side = SourceSide(
         train=train_s,
         test=test_s,

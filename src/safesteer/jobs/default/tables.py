@@ -168,6 +168,7 @@ def transfer_tables(metrics: Metrics) -> list[Table]:
                 "1.000",
                 "–",
                 "1.000",
+                "1.000",
             ]
         ]
         for kind, m in rep.get("maps", {}).items():
@@ -181,6 +182,7 @@ def transfer_tables(metrics: Metrics) -> list[Table]:
                     _f(m["cosine_to_native"]),
                     _f(m["null_cosine_random_source"]["max"]),
                     _f(m["norm_ratio_to_native"]),
+                    _f(m.get("norm_ratio_to_native_zscore_rule")),
                 ]
             )
         rnd = rep["random"]
@@ -190,6 +192,7 @@ def transfer_tables(metrics: Metrics) -> list[Table]:
                 f"null: {rnd['label']}",
                 f"{style['mean']:.3f} ± {style['std']:.3f}",
                 f"{easy['mean']:.3f}",
+                "–",
                 "–",
                 "–",
                 "–",
@@ -210,7 +213,8 @@ def transfer_tables(metrics: Metrics) -> list[Table]:
                     "ρ (benign)",
                     "cos to native",
                     "null max |cos|",
-                    "‖v_t‖/‖v_n‖",
+                    "‖v_t‖/‖v_n‖ (β)",
+                    "‖v_t‖/‖v_n‖ (z-score rule)",
                 ],
                 rows,
             )
@@ -241,12 +245,27 @@ def variants_table(metrics: Metrics) -> Table:
                         _pct(rates["unsafe_steered"]),
                     ]
                 )
+            for variant, found in maps.get(key, {}).get("variants", {}).items():
+                rows.append(
+                    [
+                        name,
+                        f"{key}, {variant}",
+                        "– (reported only)",
+                        _f(found["auroc_style_matched"]),
+                        _f(found["transport_fidelity"]),
+                        *("–" for _ in sets),
+                        "–",
+                        "–",
+                    ]
+                )
     return Table(
         "Variants: every map × gate, per benign set",
         "Each row: one target, one direction (native or a map's transferred vector), one gate "
         "(the source gate is the same for every map: it reads source states). Benign columns: "
         "fraction of each held-out benign test set steered; unsafe: fraction of the pairs' test "
-        "unsafe prompts steered.",
+        "unsafe prompts steered. Rows 'map, shrunk-lda direction': the shrunk-LDA source "
+        "direction carried by the same map (issue 11; not the default: FINDINGS R4, LDA does not "
+        "survive transport), separation and ρ only.",
         ["target", "direction", "gate", "AUROC style-matched", "ρ", *sets, "worst", "unsafe"],
         rows,
     )

@@ -40,6 +40,7 @@ from safesteer.jobs.default.map_choice import MAP_RULE, choose_map, transport_fi
 from safesteer.jobs.default.records import MapResult, NativeResult, RandomResult, TargetReport
 from safesteer.jobs.default.splits import JobData, pooled_by_text, rows
 from safesteer.maths.calibration import calibrate_zscore
+from safesteer.maths.directions import shrunk_lda
 from safesteer.maths.gating import Gate
 from safesteer.maths.metrics import cosine, r2_score
 from safesteer.targets.pooled import cached_target_pooled
@@ -222,6 +223,8 @@ def report_target(
     source_states = GateInputs(source.test.unsafe, source.test.safe, src_held)
     maps: dict[str, MapResult] = {}
     built_by_map: dict[str, BuiltPack] = {}
+    # the shrunk-LDA source direction (issue 11 variant): carried by each map, reported only
+    v_lda = shrunk_lda(source.train.safe, source.train.unsafe).vector
     for kind in config.maps:
         t1 = time.perf_counter()
         built = assemble_pack(
@@ -281,6 +284,9 @@ def report_target(
                 calibrate_zscore(built.map.transport(v_s.vector), v_s.vector, src_fit, fit_t), v_n
             ),
             transport_fidelity=transport_fidelity(src_cal, tgt_cal, v_s.vector, v_t),
+            variants={
+                "shrunk-lda direction": _carried(built, v_lda, src_cal, tgt_cal, test_t, v_n)
+            },
         )
         log(
             f"[{name}] {kind}: ρ (benign calibration parts)={maps[kind].transport_fidelity:.3f}, "
@@ -345,6 +351,19 @@ def report_target(
             "transport_fidelity": {k: m.transport_fidelity for k, m in maps.items()},
         }
     return report, (built_by_map[chosen] if chosen is not None else None)
+
+
+def _carried(
+    built: BuiltPack, vector: Tensor, src_cal: Tensor, tgt_cal: Tensor, test: SidePairs, v_n: Tensor
+) -> dict[str, float]:
+    """Another source direction through the same fitted map: AUROC, ρ, cosine to native."""
+    assert built.map is not None
+    moved = built.map.transport(vector).float()
+    return {
+        "auroc_style_matched": tm.projection_auroc(moved, test.safe, test.unsafe),
+        "transport_fidelity": transport_fidelity(src_cal, tgt_cal, vector, moved),
+        "cosine_to_native": cosine(moved, v_n),
+    }
 
 
 def _procrustes_scaled_r2(built: BuiltPack, source: Tensor, target: Tensor) -> dict[str, float]:
