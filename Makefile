@@ -2,7 +2,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/default
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo results-doc test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml requirements-nodeps.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -13,6 +13,10 @@ setup: $(VENV)/.installed
 ## The default job: offline, on the packaged models.
 demo: setup
 	$(BIN)/safesteer demo --out $(OUT)
+
+## docs/results.md from a fresh default job (generated from its metrics.json, never typed).
+results-doc: demo
+	$(BIN)/python scripts/results_doc.py $(OUT)/metrics.json docs/results.md
 
 ## Lint, type-check and run the whole test suite.
 test: setup lint typecheck unit

@@ -1,8 +1,8 @@
 """``results.md``: the default job's per-set results as markdown, generated from ``metrics.json``.
 
 The job writes ``<out>/results.md``; ``docs/results.md`` is the same file from the reference run
-(``python -m safesteer.jobs.default.results_doc <out>/metrics.json docs/results.md``). Nothing
-in it is typed by hand.
+(``make results-doc``, or ``python scripts/results_doc.py <out>/metrics.json docs/results.md``).
+Nothing in it is typed by hand.
 
 Example:
     >>> render({"what": "w", "summary": {"lines": ["a line"]}}).splitlines()[0]
