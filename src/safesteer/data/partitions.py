@@ -1,4 +1,4 @@
-"""Fixed, seeded partitions of the real data into disjoint parts, one per role (``docs/data.md``).
+"""Fixed, seeded partitions of the real data into disjoint parts, one per role (``docs/data-sources.md``).
 
 **SafeSteerDataset pairs** (:func:`pair_parts`). The official *train* split is grouped by scene
 (``situation``; 228 scenes; a scene spanning two subcategories belongs to its majority one).
@@ -22,8 +22,8 @@ concatenated in sorted order and position ``i`` dealt to :data:`BENIGN_PATTERN` 
 50% ``fit`` (maps, covariances), 20% ``cal`` (gate thresholds), 10% ``probe`` (judges), 20%
 ``test`` (held out, reported per set).
 
-These are exactly the research partitions of issues 10/11 (the hashes in ``docs/data.md``
-are checked by ``tests/test_real_data.py``).
+These are exactly the research partitions of issues 10/11 (their hashes are checked
+by ``tests/test_real_data.py``).
 
 Example:
     >>> parts = pair_parts()
@@ -198,7 +198,7 @@ DEFAULT_DATA_NOTE = (
 
 
 def partition_hash(texts: Sequence[str]) -> str:
-    """First 16 hex digits of sha256 of the *sorted* texts joined by newlines (``docs/data.md``)."""
+    """First 16 hex digits of sha256 of the *sorted* texts joined by newlines."""
     return hashlib.sha256("\n".join(sorted(texts)).encode("utf-8")).hexdigest()[:16]
 
 
