@@ -1,4 +1,4 @@
-"""Fixed, seeded partitions of the real data into disjoint parts, one per role (``docs/data-sources.md``).
+"""Fixed, seeded partitions of the real data into disjoint parts by role (docs/data-sources.md).
 
 **SafeSteerDataset pairs** (:func:`pair_parts`). The official *train* split is grouped by scene
 (``situation``; 228 scenes; a scene spanning two subcategories belongs to its majority one).
