@@ -142,3 +142,21 @@ def test_set_rates_are_per_set_and_per_category() -> None:
     assert rates["unsafe_steered"] == 0.75
     assert rates["unsafe_steered_by_category"] == {"x": 1.0, "y": 0.0}
     assert rates["n"] == {"a": 50, "b": 40, "unsafe/x": 30, "unsafe/y": 10}
+
+
+def test_build_pack_defaults_use_real_data_and_set_max_gates() -> None:
+    from safesteer.build import build_pack
+    from safesteer.data.partitions import DEFAULT_DATA_NOTE, default_anchor_sets
+    from test_default_job import FakeSource, FakeTarget
+
+    pack = build_pack(FakeSource(), 2, FakeTarget("t"), "ridge")  # no pairs, no anchors
+    assert pack.provenance["data"] == DEFAULT_DATA_NOTE
+    assert pack.provenance["n_pairs"] == 1452 and pack.provenance["n_anchors"] == 8457
+    sets = set(default_anchor_sets())
+    assert sets == {"sspairs", "parti", "compbench", "geneval", "ours"}
+    assert pack.gate is not None and pack.source_gate is not None
+    for gate, score in ((pack.gate, "projection"), (pack.source_gate, "whitened")):
+        assert gate.score == score and gate.threshold_rule == "set-max"
+        assert set(gate.group_rates_) == sets
+        # the set-max level: the worst benign set's held-out union rate is the 5% aimed at
+        assert max(gate.group_rates_.values()) <= 0.05 + 1e-9

@@ -141,6 +141,25 @@ class GateFit:
         }
 
 
+def default_gate_fits(groups: Sequence[str]) -> tuple[GateFit, GateFit]:
+    """``(target, source)`` gate fits of the library's default data (FINDINGS R1, R2): the
+    ``"set-max"`` threshold rule over the anchors' benign sets (``groups``: one set name per
+    anchor; the held-out calibration split is stratified by set), so the false-trigger rate
+    holds on every benign style; the source gate scores ``"whitened"`` (Σ_b from the other
+    part of every set), the target gate ``"projection"`` (the fallback gate).
+
+    Example:
+        >>> target, source = default_gate_fits(["a", "b"] * 10)
+        >>> target.score, source.score, source.threshold_rule
+        ('projection', 'whitened', 'set-max')
+    """
+    names = list(groups)
+    return (
+        GateFit(groups=names, score="projection", threshold_rule="set-max"),
+        GateFit(groups=names, score="whitened", threshold_rule="set-max"),
+    )
+
+
 def fit_source_gate(
     source_anchors: Tensor,
     v_s: Direction,
@@ -708,13 +727,20 @@ def build_pack(
     part, :func:`safesteer.data.partitions.default_pairs`; our own pairs are
     ``load_pairs("train")``); ``anchors`` benign prompts (default ``"all"``: the fit parts of
     the real benign sets, the SafeSteer safe halves and ours,
-    :func:`safesteer.data.partitions.default_anchors`). The target never sees an unsafe prompt.
+    :func:`safesteer.data.partitions.default_anchors`; with them the gates hold the false-trigger
+    rate on each benign set, :func:`default_gate_fits`). The target never sees an unsafe prompt.
     ``more_sources``: further ``(reader, layer)`` source models; their directions are carried
     by their own maps and averaged with the first's (:func:`assemble_multi_source_pack`).
     """
-    from safesteer.data.partitions import DEFAULT_DATA_NOTE, default_anchors, default_pairs
+    from safesteer.data.partitions import (
+        DEFAULT_DATA_NOTE,
+        default_anchor_sets,
+        default_anchors,
+        default_pairs,
+    )
 
     given = pairs is not None or anchors is not None
+    default = anchors is None  # the default anchors: gates by set-max over their sets
     pairs = list(default_pairs() if pairs is None else pairs)
     anchors = list(default_anchors() if anchors is None else anchors)
     if len(pairs) < 2:
@@ -764,6 +790,7 @@ def build_pack(
         "data": "given by the caller" if given else DEFAULT_DATA_NOTE,
         **data_provenance(safe_texts, unsafe_texts, anchors),
     }
+    target_fit, source_fit = default_gate_fits(default_anchor_sets()) if default else (None, None)
     return assemble_pack(
         source=side,
         source_anchors=source_anchors,
@@ -778,6 +805,8 @@ def build_pack(
         encoding=target_encoding(target),
         direction_kind=direction_kind,
         more_sources=extra_sides,
+        target_gate_fit=target_fit,
+        source_gate_fit=source_fit,
     ).pack
 
 

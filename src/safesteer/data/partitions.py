@@ -189,6 +189,23 @@ def default_anchors() -> list[str]:
     return list(dict.fromkeys(t for n in DEFAULT_ANCHOR_SETS for t in parts[n]["fit"]))
 
 
+def default_anchor_sets() -> list[str]:
+    """The benign set each of :func:`default_anchors` comes from (the first owner of a text),
+    row for row: the groups of the default gates' ``"set-max"`` thresholds.
+
+    Example:
+        >>> sets = default_anchor_sets()
+        >>> len(sets) == len(default_anchors()), sets[0], sets[-1]
+        (True, 'sspairs', 'ours')
+    """
+    parts = benign_parts()
+    owner: dict[str, str] = {}
+    for name in DEFAULT_ANCHOR_SETS:
+        for text in parts[name]["fit"]:
+            owner.setdefault(text, name)
+    return [owner[t] for t in default_anchors()]
+
+
 #: how a pack's provenance names the defaults
 DEFAULT_DATA_NOTE = (
     "pairs: SafeSteerDataset direction part (MIT; NASK-AISafety/conditional-activation-"
@@ -215,6 +232,7 @@ __all__ = [
     "SSPAIRS_PARTS",
     "PairPart",
     "benign_parts",
+    "default_anchor_sets",
     "default_anchors",
     "default_pairs",
     "pair_parts",

@@ -36,6 +36,7 @@ from safesteer.build import (
     SourceSide,
     assemble_pack,
     data_provenance,
+    default_gate_fits,
     fit_source_gate,
     native_pack,
     target_encoding,
@@ -194,7 +195,12 @@ def build_staged(
     target_loader: Callable[..., tuple[Any, Any]] | None = None,
 ) -> tuple[SafetyPack, dict[str, Any]]:
     """Run the plan (module docstring); returns the pack and a report of what ran where."""
-    from safesteer.data.partitions import DEFAULT_DATA_NOTE, default_anchors, default_pairs
+    from safesteer.data.partitions import (
+        DEFAULT_DATA_NOTE,
+        default_anchor_sets,
+        default_anchors,
+        default_pairs,
+    )
 
     device = resolve_device(plan.device or "auto")
     check_offload(plan.offload, device)
@@ -306,6 +312,8 @@ def build_staged(
         report["native_pack"] = native
         target_states = target_states[:m]
     assert side is not None and src_anchors is not None
+    # the default anchors: both gates by set-max over their benign sets (FINDINGS R1, R2)
+    fits = default_gate_fits(default_anchor_sets()) if plan.anchors is None else (None, None)
     built = assemble_pack(
         source=side,
         source_anchors=src_anchors,
@@ -320,6 +328,8 @@ def build_staged(
         direction_kind=plan.direction_kind,
         more_sources=extra_sides,
         to_projection_q=plan.to_projection_q,
+        target_gate_fit=fits[0],
+        source_gate_fit=fits[1],
     )
     pack = built.pack
     if gate_override is not None:
