@@ -6,8 +6,10 @@ own states (the default) or on SmolLM2-135M's (a smaller reader: generation then
 SmolLM2). Both gates are fitted the same way — :func:`safesteer.build.fit_source_gate` on the
 benign anchors' states ("fit" part), vectors = that reader's own train-pair directions — and
 judged on data neither saw: the test pairs (unsafe prompts steered; their safe twins
-triggered) and the held-out benign anchors (triggered). Data: safesteer's own prompt sets (the
-default job's splits). Real packaged weights, float32 on CPU. Layers: the `auto` rule
+triggered) and the held-out benign anchors (triggered). Data: the default job's splits
+(SafeSteerDataset pairs, MIT; the real benign sets by role and our anchors; labels in
+``docs/data-sources.md``). The figures in docs/real-scale.md were measured on our own earlier
+prompt sets, before the real data landed. Real packaged weights, float32 on CPU. Layers: the `auto` rule
 (source-side train pairs only) for each reader. Usage: PYTHONPATH=src python scripts/gate_reader_cost.py
 """
 
