@@ -98,6 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="random-weight images per target (0: none)",
     )
+    from safesteer.jobs.default.variants import VARIANT_LEVELS
+
+    parser.add_argument(
+        "--variants",
+        choices=list(VARIANT_LEVELS),
+        default=VARIANT_LEVELS[0],
+        help="issue 11's reported variants (anchors kinds, steering rules, MLP transport, ridge "
+        "λ rule, two sources): all (default) or none; never change the default pack",
+    )
     parser.add_argument("--seed", type=v.seed, default=0)
     from safesteer.evaluation.protocol import PRESETS
 
@@ -156,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         n_anchors=None if args.all_data else args.anchors,
         max_pairs=None if args.all_data else args.max_pairs,
         n_images=args.images,
+        variants=args.variants,
         seed=args.seed,
         protocol=args.protocol,
         q16_prompts=args.q16_prompts,

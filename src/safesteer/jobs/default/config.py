@@ -53,6 +53,8 @@ class JobConfig:
     anchor_set: str = "all"  # a name in splits.ANCHOR_SETS
     n_anchors: int | None = 600  # map-fit anchors read (None: every fit part in full)
     max_pairs: int | None = 240  # pairs per pair part (None: all)
+    #: issue 11's reported variants (jobs.default.variants): "all" (default) or "none"
+    variants: str = "all"
     n_random: int = 5
     n_null: int = 20
     alphas: tuple[float, ...] = DEFAULT_ALPHAS

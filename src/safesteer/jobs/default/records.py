@@ -236,6 +236,10 @@ class TargetReport:
     map_choice: dict[str, Any] | None = None  # the rule and every map's score
     seconds: float = 0.0
     image_evaluation: dict[str, Any] | None = None
+    #: issue 11's reported variants (:mod:`~safesteer.jobs.default.variants`), JSON rows
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    #: what the variants read (kept for the job's two-source pass; never written out)
+    variant_inputs: Any = field(default=None, repr=False, compare=False)
 
     def directions(self) -> Iterator[tuple[str, DirectionScores]]:
         """(name, scores): native first, then each map in the order it ran."""
@@ -261,6 +265,8 @@ class TargetReport:
         if self.chosen_map is not None:
             out["chosen_map"] = self.chosen_map
             out["map_choice"] = self.map_choice
+        if self.variants:
+            out["variants"] = self.variants
         out["seconds"] = self.seconds
         if self.image_evaluation is not None:
             out["images"] = self.image_evaluation

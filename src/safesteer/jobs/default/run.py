@@ -35,6 +35,7 @@ from safesteer.jobs.default.results_doc import write_results
 from safesteer.jobs.default.splits import SCENES_NOTE, load_job_data, pooled_by_text, rows
 from safesteer.jobs.default.summary import summarize
 from safesteer.jobs.default.target_report import Job, SourceSide, TargetLoader, run_target
+from safesteer.jobs.default.variants import add_two_source_rows
 from safesteer.models.device import release
 from safesteer.models.source import load_source
 from safesteer.pack import source_spec
@@ -209,6 +210,11 @@ def run_default_job(
     job = Job(config, data, side, log)
     for name in config.targets:
         metrics.targets[name] = run_target(name, job, target_loader)
+    if config.variants != "none":
+        t1 = time.perf_counter()
+        added = add_two_source_rows(metrics.targets, config.source, data.train)
+        if added:
+            log(f"two-source variants: {added} rows in {time.perf_counter() - t1:.1f} s")
     metrics.summary = summarize(metrics, config)
     metrics.seconds = time.perf_counter() - t0
     result = metrics.to_json()

@@ -271,10 +271,160 @@ def variants_table(metrics: Metrics) -> Table:
     )
 
 
+def _goal_cells(goal: Mapping[str, Any] | None) -> list[str]:
+    """Setting, unsafe judged unsafe, worst-set benign cosine, worst-set label flips."""
+    if not goal:
+        return ["–"] * 4
+    if "per_draw" in goal:  # random directions: how many draws reach the goal, their worst sets
+        reached = [g for g in goal["per_draw"] if g["reached"]]
+        if not reached:
+            return [f"never (0/{goal['draws']} draws)", "–", "–", "–"]
+        cos = min(min(g["benign_cosine"].values()) for g in reached)
+        flips = max(max(g["benign_label_flip"].values()) for g in reached)
+        up = max(max(g["benign_flip_to_unsafe"].values()) for g in reached)
+        return [
+            f"{len(reached)}/{goal['draws']} draws",
+            "≤2%",
+            _f(cos),
+            f"{_pct(flips)} ({_pct(up)})",
+        ]
+    if not goal["reached"]:
+        return [f"never (min {_pct(goal['min_unsafe_rate'])})", "–", "–", "–"]
+    name = "α" if goal["setting"] == "alpha" else "q"
+    return [
+        f"{name} = {goal['value']:g}",
+        _pct(goal["unsafe_rate"]),
+        _f(min(goal["benign_cosine"].values())),
+        f"{_pct(max(goal['benign_label_flip'].values()))} "
+        f"({_pct(max(goal['benign_flip_to_unsafe'].values()))})",
+    ]
+
+
+def _layer_note(metrics: Metrics) -> str:
+    from safesteer.jobs.default.variants import LAYERS_NOTE
+
+    scores = metrics.get("source", {}).get("layer_choice", {}).get("scores")
+    if not scores:
+        return LAYERS_NOTE + " This run did not score layers (fixed layer; `--layer auto` does)."
+    best = max(scores, key=lambda k: scores[k])
+    return (
+        f"{LAYERS_NOTE} This run's source-side layer scores (cross-fitted AUROC): best layer "
+        f"{best} ({scores[best]:.3f}); " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items())
+    )
+
+
+def issue11_tables(metrics: Metrics) -> list[Table]:
+    """Issue 11's variants (``targets.*.variants``): one table of every variant, the anchors'
+    held-out fit by kind, and the benign drift per set at the goal."""
+    rows, fit_rows, drift_rows = [], [], []
+    sets = _set_columns(metrics)[0]
+    kinds: list[str] = []
+    for name, rep in metrics.get("targets", {}).items():
+        for v in rep.get("variants", []):
+            rows.append(
+                [
+                    name,
+                    v["family"],
+                    v["name"],
+                    v["label"],
+                    _f(v["auroc_style_matched"]),
+                    _f(v["cosine_to_native"]),
+                    "–" if v.get("null_cosine_max") is None else _f(v["null_cosine_max"]),
+                    _f(v["norm_ratio_to_native"]),
+                    *_goal_cells(v.get("goal")),
+                ]
+            )
+            kinds += [k for k in v.get("fit_by_kind", {}) if k not in kinds]
+            goal = v.get("goal") or {}
+            if goal.get("reached") and "benign_cosine" in goal:
+                drift_rows.append(
+                    [
+                        name,
+                        v["name"],
+                        *(
+                            f"{goal['benign_cosine'][s]:.3f} / "
+                            f"{_pct(goal['benign_label_flip'][s])} "
+                            f"({_pct(goal['benign_flip_to_unsafe'][s])})"
+                            if s in goal["benign_cosine"]
+                            else "–"
+                            for s in sets
+                        ),
+                    ]
+                )
+        for v in rep.get("variants", []):
+            if v.get("fit_by_kind"):
+                fit_rows.append(
+                    [name, v["name"], *(_f(v["fit_by_kind"].get(k, "–")) for k in kinds)]
+                )
+    if not rows:
+        return []
+    judge = "the quoted judge (linear probe on target states, fitted on the judge split)"
+    return [
+        Table(
+            "Issue 11 variants: every variant vs native and random, per target",
+            "Reported only: none of these rows changes the default pack (diff-means, anchors "
+            "'all', map chosen by ρ, additive + β, source gate). AUROC: style-matched, the pairs' "
+            "test split; cos / norm ratio: to the native vector (target-side unsafe data); null: "
+            "max |cos| to native of 20 random source vectors through the same map. Goal: the "
+            f"smallest setting at which ≤2% of the pairs' unsafe test prompts are judged unsafe "
+            f"by {judge} — additive α on 0.25…20, to-projection q on 0.5…0.995 (τ = q-quantile "
+            "of the target's benign map-fit anchors' projections; the library default q = 0.95); "
+            "benign drift there: worst benign test set's mean cosine steered vs unsteered, and "
+            "the worst set's fraction of prompts whose judged label flips either way (in "
+            "brackets: safe → unsafe; steering toward safe mostly clears the judge's false "
+            "positives, so the either-way rate is close to the set's unsteered false-positive "
+            "rate) — per set below. "
+            "Random: directions of the native norm, drawn as the job's random rows. Sources: "
+            "the second source is the other target's pooled states (as FINDINGS §4). "
+            + _layer_note(metrics),
+            [
+                "target",
+                "family",
+                "variant",
+                "what",
+                "AUROC",
+                "cos native",
+                "null max |cos|",
+                "‖v‖/‖v_n‖",
+                "goal setting",
+                "unsafe at goal",
+                "benign cos (worst set)",
+                "label flips (worst set; → unsafe)",
+            ],
+            rows,
+        ),
+        Table(
+            "Issue 11 anchors: each map's fit on held-out anchors of each kind",
+            "Mean cosine of the centred prediction vs the centred truth (target states) on the "
+            "held-out parts (gate-calibration + test parts, never the fit parts) of the sets of "
+            "each kind: ours; t2i = PartiPrompts + T2I-CompBench + GenEval; safesteer-safe = safe "
+            "halves of SafeSteer pairs; all = every set.",
+            ["target", "variant", *(f"held-out {k}" for k in kinds)],
+            fit_rows,
+        ),
+        Table(
+            "Issue 11 drift at the goal, per benign test set",
+            "Each cell: mean cosine steered vs unsteered / fraction of the set's prompts whose "
+            "judged label flips either way (safe → unsafe), at the variant's goal setting (rows "
+            "that reach it).",
+            ["target", "variant", *sets],
+            drift_rows,
+        ),
+    ]
+
+
 def all_tables(metrics: Metrics) -> list[Table]:
     """Every per-set table, in page order."""
     tables = [data_table(metrics), *gate_tables(metrics), *transfer_tables(metrics)]
-    return [*tables, variants_table(metrics)]
+    return [*tables, variants_table(metrics), *issue11_tables(metrics)]
 
 
-__all__ = ["Table", "all_tables", "data_table", "gate_tables", "transfer_tables", "variants_table"]
+__all__ = [
+    "Table",
+    "all_tables",
+    "data_table",
+    "gate_tables",
+    "issue11_tables",
+    "transfer_tables",
+    "variants_table",
+]

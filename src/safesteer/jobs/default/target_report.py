@@ -28,6 +28,7 @@ from safesteer.build import (
 )
 from safesteer.evaluation import transfer_metrics as tm
 from safesteer.evaluation.probes import fit_probes
+from safesteer.jobs.default import variants
 from safesteer.jobs.default.config import QUOTED_PROBE, JobConfig, Log
 from safesteer.jobs.default.direction_scores import (
     GateInputs,
@@ -350,7 +351,62 @@ def report_target(
             "rule": MAP_RULE,
             "transport_fidelity": {k: m.transport_fidelity for k, m in maps.items()},
         }
+    if chosen is not None and config.variants != "none":
+        t1 = time.perf_counter()
+        inputs = variants.VariantInputs(
+            source_pairs=source.train,
+            target_test=test_t,
+            source_states=source.anchors,
+            target_states=states,
+            fit_sets=data.fit_sets,
+            held_sets=variants.held_out_parts(data.calibration, data.benign_test),
+            benign_test=target_sets.benign,
+            tau_anchors=fit_t,
+            judge=quoted,
+            native=v_n,
+            n_null=config.n_null,
+            seed=config.seed,
+        )
+        report.variant_inputs = inputs
+        report.variants = [
+            r.to_json() for r in variant_rows(inputs, built_by_map, chosen, draws, src_fit, fit_t)
+        ]
+        log(f"[{name}] {len(report.variants)} variants in {time.perf_counter() - t1:.1f} s")
     return report, (built_by_map[chosen] if chosen is not None else None)
+
+
+def variant_rows(
+    inputs: variants.VariantInputs,
+    built_by_map: dict[str, BuiltPack],
+    chosen: str,
+    random: Tensor,
+    src_fit: Tensor,
+    fit_t: Tensor,
+) -> list[variants.VariantRow]:
+    """Issue 11's variants of one target (:mod:`~safesteer.jobs.default.variants`), reported only.
+
+    Steering rule (native, the default vector, random), calibration (β vs z-score), anchors
+    kinds (Procrustes and the chosen map), the MLP's transport modes and ridge's λ rule (when
+    those maps ran). The two-source rows need another target's states: the job adds them.
+    """
+    default = built_by_map[chosen]
+    assert default.map is not None and default.source_direction is not None
+    out = variants.steering_rows(inputs, default.pack.global_vector, chosen, list(random))
+    out += variants.calibration_rows(
+        inputs, default.map, default.source_direction, src_fit, fit_t, chosen
+    )
+    out += variants.anchor_rows(inputs, variants.variant_map_kinds(chosen))
+    mlp = built_by_map.get("mlp")
+    if mlp is not None and mlp.map is not None and mlp.source_direction is not None:
+        out += variants.mlp_rows(inputs, mlp.map, mlp.source_direction, src_fit, fit_t)
+    if "ridge" in built_by_map:
+        out += variants.ridge_rows(inputs, inputs_fit_texts(inputs))
+    return out
+
+
+def inputs_fit_texts(inputs: variants.VariantInputs) -> list[str]:
+    """Every map-fit anchor text (the default anchors), in fit-set order."""
+    return list(dict.fromkeys(t for texts in inputs.fit_sets.values() for t in texts))
 
 
 def _carried(
