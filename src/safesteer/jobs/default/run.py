@@ -34,7 +34,13 @@ from safesteer.jobs.default.records import JobMetrics
 from safesteer.jobs.default.results_doc import write_results
 from safesteer.jobs.default.splits import SCENES_NOTE, load_job_data, pooled_by_text, rows
 from safesteer.jobs.default.summary import summarize
-from safesteer.jobs.default.target_report import Job, SourceSide, TargetLoader, run_target
+from safesteer.jobs.default.target_report import (
+    Job,
+    SourceSide,
+    TargetLoader,
+    run_target,
+    single_thread,
+)
 from safesteer.jobs.default.variants import add_two_source_rows
 from safesteer.models.device import release
 from safesteer.models.source import load_source
@@ -212,7 +218,8 @@ def run_default_job(
         metrics.targets[name] = run_target(name, job, target_loader)
     if config.variants != "none":
         t1 = time.perf_counter()
-        added = add_two_source_rows(metrics.targets, config.source, data.train)
+        with single_thread():
+            added = add_two_source_rows(metrics.targets, config.source, data.train)
         if added:
             log(f"two-source variants: {added} rows in {time.perf_counter() - t1:.1f} s")
     metrics.summary = summarize(metrics, config)

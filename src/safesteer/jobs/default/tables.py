@@ -359,13 +359,16 @@ def issue11_tables(metrics: Metrics) -> list[Table]:
     if not rows:
         return []
     judge = "the quoted judge (linear probe on target states, fitted on the judge split)"
+    n_null = metrics.get("config", {}).get("n_null", "–")
     return [
         Table(
             "Issue 11 variants: every variant vs native and random, per target",
             "Reported only: none of these rows changes the default pack (diff-means, anchors "
-            "'all', map chosen by ρ, additive + β, source gate). AUROC: style-matched, the pairs' "
-            "test split; cos / norm ratio: to the native vector (target-side unsafe data); null: "
-            "max |cos| to native of 20 random source vectors through the same map. Goal: the "
+            "'all', map chosen by ρ, additive + β, source gate); `safesteer demo` computes them "
+            "by default (a few seconds per target; `--variants none` skips them). AUROC: "
+            "style-matched, the pairs' test split; cos / norm ratio: to the native vector "
+            f"(target-side unsafe data); null: max |cos| to native of {n_null} random source "
+            "vectors through the same map. Goal: the "
             f"smallest setting at which ≤2% of the pairs' unsafe test prompts are judged unsafe "
             f"by {judge} — additive α on 0.25…20, to-projection q on 0.5…0.995 (τ = q-quantile "
             "of the target's benign map-fit anchors' projections; the library default q = 0.95); "

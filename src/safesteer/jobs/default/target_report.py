@@ -369,7 +369,16 @@ def report_target(
         )
         report.variant_inputs = inputs
         report.variants = [
-            r.to_json() for r in variant_rows(inputs, built_by_map, chosen, draws, src_fit, fit_t)
+            r.to_json()
+            for r in variant_rows(
+                inputs,
+                built_by_map,
+                chosen,
+                draws,
+                src_fit,
+                fit_t,
+                maps[chosen].null_cosine_random_source["max"],
+            )
         ]
         log(f"[{name}] {len(report.variants)} variants in {time.perf_counter() - t1:.1f} s")
     return report, (built_by_map[chosen] if chosen is not None else None)
@@ -382,6 +391,7 @@ def variant_rows(
     random: Tensor,
     src_fit: Tensor,
     fit_t: Tensor,
+    default_null: float,
 ) -> list[variants.VariantRow]:
     """Issue 11's variants of one target (:mod:`~safesteer.jobs.default.variants`), reported only.
 
@@ -401,6 +411,9 @@ def variant_rows(
         out += variants.mlp_rows(inputs, mlp.map, mlp.source_direction, src_fit, fit_t)
     if "ridge" in built_by_map:
         out += variants.ridge_rows(inputs, inputs_fit_texts(inputs))
+    for row in out:  # the default pack's vector: the null of its map (as in the transfer table)
+        if row.family in ("steering rule", "calibration") and row.name.startswith(f"{chosen},"):
+            row.null_cosine_max = default_null
     return out
 
 

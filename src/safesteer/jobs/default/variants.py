@@ -370,15 +370,15 @@ def mlp_rows(
         )
         v_s = direction.vector
         vector = CALIBRATIONS["beta"](moved, v_s, source_fit, target_fit).float()
-        out.append(
-            vector_row(
-                "mlp transport",
-                f"mlp, {mode}",
-                f"the MLP map (fitted once on the default anchors) transporting by {mode}",
-                vector,
-                inp,
-            )
+        row = vector_row(
+            "mlp transport",
+            f"mlp, {mode}",
+            f"the MLP map (fitted once on the default anchors) transporting by {mode}",
+            vector,
+            inp,
         )
+        row.null_cosine_max = _null_max(fitted, int(v_s.shape[0]), direction.norm, inp)
+        out.append(row)
     return out
 
 
