@@ -448,13 +448,6 @@ def assemble_pack(
         carried.vector,
         carried.categories,
     )
-    gate = (target_gate_fit or GateFit()).fit(
-        target_anchors if gate_anchors is None else gate_anchors,
-        {"global": v_t, **cat_t},
-        gate_score,
-    )
-    source_gate = fit_source_gate(source_anchors, v_s, cat_s, gate_score, source_gate_fit)
-    spec = _source_gate_spec(source_gate_spec, provenance, int(source_anchors.shape[1]))
     prov: dict[str, Any] = {
         **dict(provenance),
         "direction": "transferred",
@@ -469,23 +462,20 @@ def assemble_pack(
         "to_projection_fitted_on": "benign target anchors only",
         "software": software_record(),  # no host details: same inputs, same bytes
     }
-    pack = SafetyPack(
-        global_vector=v_t,
-        category_vectors=cat_t,
+    pack = _gated_pack(
+        v_t,
+        cat_t,
+        _PackSide(target_anchors, gate_anchors, target_gate_fit),
+        _PackSide(source_anchors, None, source_gate_fit),
+        (v_s, cat_s),
+        gate_score=gate_score,
+        spec=_source_gate_spec(source_gate_spec, provenance, int(source_anchors.shape[1])),
         target_id=target_id,
         conditioning_space=conditioning_space,
-        calibration={
-            "beta": carried.beta,
-            "source_norm": v_s.norm,
-            "target_norm": float(v_t.norm()),
-            "alpha_default": DEFAULT_ALPHA,  # a rule fixed in advance (the paper's α), no peeking
-            **projection_calibration(target_anchors, v_t, to_projection_q),
-        },
-        gate=gate,
+        calibration={"beta": carried.beta, "source_norm": v_s.norm},
         provenance=prov,
-        source_gate=source_gate,
-        source_gate_spec=spec,
-        encoding=dict(encoding or {}),
+        encoding=encoding,
+        to_projection_q=to_projection_q,
     )
     return BuiltPack(pack=pack, map=carried.map, source_direction=v_s, beta=carried.beta)
 
@@ -578,23 +568,6 @@ def assemble_multi_source_pack(
         for name in carried[0].categories
     }
     first = carried[0]
-    gate = (target_gate_fit or GateFit()).fit(
-        target_anchors if gate_anchors is None else gate_anchors,
-        {"global": v_t, **cat_t},
-        gate_score,
-    )
-    source_gate = fit_source_gate(
-        sources[0].anchors,
-        first.source_direction,
-        first.source_categories,
-        gate_score,
-        source_gate_fit,
-    )
-    spec = _source_gate_spec(
-        source_gate_spec,
-        {**dict(provenance), **dict(sources[0].provenance)},
-        int(sources[0].anchors.shape[1]),
-    )
     per_source = [
         {
             **{k: _plain_value(v) for k, v in side.provenance.items()},
@@ -620,24 +593,28 @@ def assemble_multi_source_pack(
         "to_projection_fitted_on": "benign target anchors only",
         "software": software_record(),
     }
-    pack = SafetyPack(
-        global_vector=v_t,
-        category_vectors=cat_t,
+    pack = _gated_pack(
+        v_t,
+        cat_t,
+        _PackSide(target_anchors, gate_anchors, target_gate_fit),
+        _PackSide(sources[0].anchors, None, source_gate_fit),
+        (first.source_direction, first.source_categories),
+        gate_score=gate_score,
+        spec=_source_gate_spec(
+            source_gate_spec,
+            {**dict(provenance), **dict(sources[0].provenance)},
+            int(sources[0].anchors.shape[1]),
+        ),
         target_id=target_id,
         conditioning_space=conditioning_space,
         calibration={
             "beta": sum(betas) / len(betas),
             "source_norm": sum(c.source_direction.norm for c in carried) / len(carried),
-            "target_norm": float(v_t.norm()),
-            "alpha_default": DEFAULT_ALPHA,
-            "n_sources": float(len(sources)),
-            **projection_calibration(target_anchors, v_t, to_projection_q),
         },
-        gate=gate,
+        extra_calibration={"n_sources": float(len(sources))},
         provenance=prov,
-        source_gate=source_gate,
-        source_gate_spec=spec,
-        encoding=dict(encoding or {}),
+        encoding=encoding,
+        to_projection_q=to_projection_q,
     )
     return BuiltPack(
         pack=pack,
@@ -645,6 +622,62 @@ def assemble_multi_source_pack(
         source_direction=first.source_direction,
         beta=first.beta,
         extras={"carried": carried},
+    )
+
+
+@dataclass(frozen=True)
+class _PackSide:
+    """One gate's benign rows: the anchors (``gate_rows`` overrides them) and its fit options."""
+
+    anchors: Tensor
+    gate_rows: Tensor | None
+    fit: GateFit | None
+
+
+def _gated_pack(
+    v_t: Tensor,
+    cat_t: dict[str, Tensor],
+    target: _PackSide,
+    source: _PackSide,
+    source_directions: tuple[Direction, dict[str, Direction]],
+    *,
+    gate_score: str,
+    spec: dict[str, Any],
+    target_id: str,
+    conditioning_space: str,
+    calibration: Mapping[str, float],
+    provenance: dict[str, Any],
+    encoding: Mapping[str, Any] | None,
+    to_projection_q: float,
+    extra_calibration: Mapping[str, float] | None = None,
+) -> SafetyPack:
+    """The pack around carried vectors: the target gate on the target's benign rows, the source
+    gate on the source's (its own directions as vectors), α and τ — shared by
+    :func:`assemble_pack` and :func:`assemble_multi_source_pack`."""
+    gate = (target.fit or GateFit()).fit(
+        target.anchors if target.gate_rows is None else target.gate_rows,
+        {"global": v_t, **cat_t},
+        gate_score,
+    )
+    v_s, cat_s = source_directions
+    source_gate = fit_source_gate(source.anchors, v_s, cat_s, gate_score, source.fit)
+    return SafetyPack(
+        global_vector=v_t,
+        category_vectors=cat_t,
+        target_id=target_id,
+        conditioning_space=conditioning_space,
+        calibration={
+            **calibration,
+            "target_norm": float(v_t.norm()),
+            "alpha_default": DEFAULT_ALPHA,  # a rule fixed in advance (the paper's α), no peeking
+            **dict(extra_calibration or {}),
+            **projection_calibration(target.anchors, v_t, to_projection_q),
+        },
+        gate=gate,
+        provenance=provenance,
+        source_gate=source_gate,
+        source_gate_spec=spec,
+        encoding=dict(encoding or {}),
     )
 
 
