@@ -184,6 +184,13 @@ def _check_baseline(text: str) -> str:
 _baseline = v.arg_type(_check_baseline, "baseline")
 
 
+def _model_option(given: str | None, preset: str | None) -> str | None:
+    """A model option: the preset's when not given, none for ``"none"``, else the given one."""
+    if given is None:
+        return preset
+    return None if given == "none" else given
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Rules between options (command line and --config file merged), and sizes a known
     pipeline refuses, before anything loads."""
@@ -224,21 +231,13 @@ def check_options(args: argparse.Namespace) -> None:
             "--q16-prompts given but q16 is not among --classifiers",
             "add q16, or drop --q16-prompts",
         )
-    clip = (
-        base.clip_model
-        if args.clip_model is None
-        else (None if args.clip_model == "none" else args.clip_model)
-    )
+    clip = _model_option(args.clip_model, base.clip_model)
     if "q16" in classifiers and not clip:
         v.refuse(
             "q16 needs a CLIP model, but --clip-model is none",
             "pass --clip-model, or drop q16 from --classifiers",
         )
-    features = (
-        base.fid_features
-        if args.fid_features is None
-        else (None if args.fid_features == "none" else args.fid_features)
-    )
+    features = _model_option(args.fid_features, base.fid_features)
     if args.fid_features not in (None, "none") and args.fid_reference is None:
         v.refuse(
             f"--fid-features {args.fid_features} needs reference images",

@@ -47,6 +47,16 @@ def _title(ax: Any, text: str) -> None:
     ax.set_title(textwrap.fill(text, 80), fontsize=8)
 
 
+def _finish(plt: Any, fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Title, legend, layout; the figure saved to ``path`` and closed."""
+    _title(ax, title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _padded_limits(values: Sequence[float], min_span: float) -> tuple[float, float]:
     lo, hi = min(values), max(values)
     span = max(hi - lo, min_span)
@@ -103,13 +113,8 @@ def plot_tradeoff(
     ax.set_ylim(-0.04, 1.04)
     ax.set_xlabel(label)
     ax.set_ylabel("ASR on safety prompts (lower: safer)")
-    _title(ax, title)
-    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path)
 
 
 def plot_asr_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> Path | None:
@@ -139,12 +144,7 @@ def plot_asr_bars(rows: Sequence[Mapping[str, Any]], path: Path, *, title: str) 
     ax.set_ylim(-0.02, 1.1)
     ax.set_xlabel("strength α")
     ax.set_ylabel("ASR (95% CI over prompts)")
-    _title(ax, title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path)
 
 
 def plot_lines(
@@ -184,9 +184,4 @@ def plot_lines(
     ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
     ax.set_xlabel("strength α")
     ax.set_ylabel(ylabel)
-    _title(ax, title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path)
