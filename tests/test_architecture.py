@@ -49,6 +49,7 @@ CORE = {
     "safesteer.templating",
     "safesteer.logs",
     "safesteer.validation",
+    "safesteer.user_cache",
 }
 
 

@@ -81,8 +81,10 @@ from typing import Any, Generic, TypeVar
 
 from safesteer.data.anchors import ANCHORS_SOURCE, read_anchors
 from safesteer.data.pairs import PAIRS_SOURCE, PromptPair, load_pairs, read_pairs
+from safesteer.data.partitions import DEFAULT_ANCHOR_SETS
 from safesteer.data.real import REAL_SETS
 from safesteer.errors import InputError
+from safesteer.user_cache import user_cache_root
 
 T = TypeVar("T")
 
@@ -110,8 +112,11 @@ ANCHOR_SETS: dict[str, str] = {
     "imagereward": "imagereward",
     "ours": "ours",
 }
-#: what ``all`` joins (each set's fit part)
-ALL_ANCHORS: tuple[str, ...] = ("safesteer-safe", "parti", "compbench", "geneval", "ours")
+#: what ``all`` joins (each set's fit part): the library's default anchor sets, by their names here
+ALL_ANCHORS: tuple[str, ...] = tuple(
+    next(name for name, key in ANCHOR_SETS.items() if key == default)
+    for default in DEFAULT_ANCHOR_SETS
+)
 DEFAULT_PAIRS = "safesteer"
 DEFAULT_ANCHORS = "all"
 #: how builds group pairs into category directions (``--per``)
@@ -388,9 +393,8 @@ def _named_anchors(name: str) -> Resolved[str]:
 # ---- hub data sets --------------------------------------------------------------------------
 def cache_root() -> Path:
     """Where hub data sets are cached: ``$SAFESTEER_CACHE/datasets/hf`` (default
-    ``~/.cache/safesteer``, as :func:`safesteer.models.zoo.cache_dir`)."""
-    root = Path(os.environ.get("SAFESTEER_CACHE") or Path.home() / ".cache" / "safesteer")
-    return root / "datasets" / "hf"
+    ``~/.cache/safesteer``: :func:`safesteer.user_cache.user_cache_root`)."""
+    return user_cache_root() / "datasets" / "hf"
 
 
 def cache_paths(ref: HfRef) -> tuple[Path, Path]:

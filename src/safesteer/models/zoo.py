@@ -38,6 +38,7 @@ import torch
 
 from safesteer.errors import ModelLoadError
 from safesteer.hub import hub_access
+from safesteer.user_cache import user_cache_root
 
 Kind = Literal["causal-lm", "encoder"]
 
@@ -54,7 +55,7 @@ class LoadedModel:
 
 def cache_dir() -> Path:
     """The user cache folder: ``$SAFESTEER_CACHE`` or ``~/.cache/safesteer`` (created)."""
-    root = Path(os.environ.get("SAFESTEER_CACHE") or Path.home() / ".cache" / "safesteer")
+    root = user_cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
