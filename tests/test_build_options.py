@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from safesteer.cli import main
+from safesteer.data.sources import resolve_anchors
 from safesteer.maths.directions import average_transported
 from safesteer.pack import SafetyPack
 
@@ -57,3 +58,23 @@ def test_shrunk_lda_direction_and_projection_quantile_are_recorded_and_used(tmp_
     assert lda.calibration["to_projection_q"] == pytest.approx(0.8)
     assert plain.calibration["to_projection_q"] == pytest.approx(0.95)
     assert lda.calibration["to_projection_tau"] != plain.calibration["to_projection_tau"]
+
+
+@pytest.mark.slow
+def test_named_anchors_give_set_max_gates_and_a_file_a_pooled_one(tmp_path):
+    named = _build(tmp_path, "named")  # DATA: parti and ours, named
+    anchors = tmp_path / "anchors.txt"
+    anchors.write_text("\n".join(resolve_anchors("parti[:24],ours[:16]").items) + "\n")
+    pairs = ["--pairs", DATA[1], "--anchors", str(anchors)]
+    torch.set_num_threads(1)
+    out = tmp_path / "file.safetensors"
+    args = ["build", "--source", "minilm-l6", "--layer", "4", "--target", "tiny-flux"]
+    assert main([*args, *pairs, "--out", str(out)]) == 0
+    from_file = SafetyPack.load(out)
+    assert named.gate.threshold_rule == "set-max" and named.source_gate is not None
+    assert named.source_gate.threshold_rule == "set-max"
+    assert set(named.gate.group_rates_) == {"parti", "ours"}
+    assert from_file.gate.threshold_rule == "pooled"
+    assert from_file.source_gate is not None and from_file.source_gate.threshold_rule == "pooled"
+    # the same texts either way: the maps and vectors agree, only the gates differ
+    assert torch.allclose(named.global_vector, from_file.global_vector)

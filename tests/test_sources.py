@@ -353,3 +353,18 @@ def test_build_per_subcategory_records_specs_and_labels(tmp_path, capsys):
         "ours": src.OURS_LICENCE,
     }
     assert prov["n_pairs"] == 46 and prov["n_anchors"] == 40
+
+
+def test_named_anchors_carry_their_set_per_item_and_files_do_not(tmp_path):
+    from safesteer.data.partitions import default_anchor_sets, default_anchors
+
+    every = src.resolve_anchors("all")
+    assert list(every.items) == default_anchors()
+    assert every.groups == tuple(default_anchor_sets())
+    few = src.resolve_anchors("parti[:5],ours[:3]")
+    parts = benign_parts()
+    assert few.groups == ("parti",) * 5 + ("ours",) * 3
+    assert all(t in parts[g]["fit"] for t, g in zip(few.items, few.groups, strict=True))
+    f = tmp_path / "anchors.txt"
+    f.write_text("a red bicycle\na bowl of soup\n")
+    assert src.resolve_anchors(str(f)).groups is None

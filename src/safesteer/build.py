@@ -160,6 +160,30 @@ def default_gate_fits(groups: Sequence[str]) -> tuple[GateFit, GateFit]:
     )
 
 
+def anchor_gate_fits(
+    groups: Sequence[str] | None, n_anchors: int
+) -> tuple[GateFit | None, GateFit | None]:
+    """The gates' fit options for anchors whose benign sets are known: :func:`default_gate_fits`
+    over ``groups`` (one set name per anchor — the default anchors' sets, or a named spec's,
+    :attr:`safesteer.data.sources.Resolved.groups`); ``(None, None)`` (one pooled threshold)
+    when they are not, e.g. a file of anchors.
+
+    Example:
+        >>> anchor_gate_fits(None, 3)
+        (None, None)
+        >>> anchor_gate_fits(["a", "b", "a"], 3)[1].threshold_rule
+        'set-max'
+    """
+    if groups is None:
+        return None, None
+    if len(groups) != n_anchors:
+        raise InputError(
+            f"{len(groups)} anchor set names for {n_anchors} anchors",
+            hint="give one benign set name per anchor, or none",
+        )
+    return default_gate_fits(groups)
+
+
 def fit_source_gate(
     source_anchors: Tensor,
     v_s: Direction,
@@ -753,6 +777,7 @@ def build_pack(
     map_kwargs: Mapping[str, Any] | None = None,
     direction_kind: str = "difference-of-means",
     more_sources: Sequence[tuple[SourceLike, int]] = (),
+    anchor_groups: Sequence[str] | None = None,
 ) -> SafetyPack:
     """Read pooled states of ``pairs`` (source only) and ``anchors`` (both models); build a pack.
 
@@ -764,6 +789,8 @@ def build_pack(
     rate on each benign set, :func:`default_gate_fits`). The target never sees an unsafe prompt.
     ``more_sources``: further ``(reader, layer)`` source models; their directions are carried
     by their own maps and averaged with the first's (:func:`assemble_multi_source_pack`).
+    ``anchor_groups``: the benign set of each given anchor (gates by set-max over them,
+    :func:`anchor_gate_fits`; the default anchors use their own sets).
     """
     from safesteer.data.partitions import (
         DEFAULT_DATA_NOTE,
@@ -773,7 +800,7 @@ def build_pack(
     )
 
     given = pairs is not None or anchors is not None
-    default = anchors is None  # the default anchors: gates by set-max over their sets
+    groups = default_anchor_sets() if anchors is None else anchor_groups
     pairs = list(default_pairs() if pairs is None else pairs)
     anchors = list(default_anchors() if anchors is None else anchors)
     if len(pairs) < 2:
@@ -823,7 +850,7 @@ def build_pack(
         "data": "given by the caller" if given else DEFAULT_DATA_NOTE,
         **data_provenance(safe_texts, unsafe_texts, anchors),
     }
-    target_fit, source_fit = default_gate_fits(default_anchor_sets()) if default else (None, None)
+    target_fit, source_fit = anchor_gate_fits(groups, len(anchors))
     return assemble_pack(
         source=side,
         source_anchors=source_anchors,

@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         pairs=tuple(pairs) if pairs is not None else None,
         anchors=tuple(anchors) if anchors is not None else None,
+        anchor_groups=anchors_src.groups if anchors_src is not None else None,
         native=args.native,
         gate_reader=args.gate_reader,
         gate_layer=args.gate_layer,

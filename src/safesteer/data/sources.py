@@ -140,13 +140,16 @@ class Resolved(Generic[T]):
     """The items of a spec, the spec as given, and what the data is.
 
     ``label`` names each part (``ours``, or title, licence and source, and the part used);
-    ``licences`` maps each data set's title to its licence (the model card lists them).
+    ``licences`` maps each data set's title to its licence (the model card lists them);
+    ``groups`` the set each item comes from (named and hub sets; ``None`` for a file), which the
+    builds' gates use to hold their false-trigger rate on every set (``"set-max"``).
     """
 
     items: tuple[T, ...]
     spec: str
     label: str
     licences: dict[str, str] = field(default_factory=dict)
+    groups: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -176,10 +179,13 @@ def _split_limit(part: str, what: str) -> tuple[str, int | None]:
 def _join(spec: str, parts: Sequence[Resolved[T]]) -> Resolved[T]:
     items: list[T] = []
     licences: dict[str, str] = {}
+    groups: list[str] | None = []
     for p in parts:
         items += p.items
         licences.update(p.licences)
-    return Resolved(tuple(items), spec, " + ".join(p.label for p in parts), licences)
+        groups = None if groups is None or p.groups is None else [*groups, *p.groups]
+    label = " + ".join(p.label for p in parts)
+    return Resolved(tuple(items), spec, label, licences, None if groups is None else tuple(groups))
 
 
 # ---- parsing (cheap: no files read beyond a check, no network) ------------------------------
@@ -381,13 +387,12 @@ def _named_anchors(name: str) -> Resolved[str]:
     part = part or ("test" if key == "imagereward" else "fit")
     texts = benign_parts()[key][part]
     if key == "ours":
-        return Resolved(
-            texts, name, f"ours ({ANCHORS_SOURCE}), {part} part", {"ours": OURS_LICENCE}
-        )
+        label = f"ours ({ANCHORS_SOURCE}), {part} part"
+        return Resolved(texts, name, label, {"ours": OURS_LICENCE}, (key,) * len(texts))
     real = REAL_SETS["safesteer" if key == "sspairs" else key]
     title = "SafeSteerDataset safe halves" if key == "sspairs" else real.title
     label = f"{title} ({real.licence}; {real.source}), {part} part"
-    return Resolved(texts, name, label, {real.title: real.licence})
+    return Resolved(texts, name, label, {real.title: real.licence}, (key,) * len(texts))
 
 
 # ---- hub data sets --------------------------------------------------------------------------
@@ -594,7 +599,7 @@ def _hub_anchors(part: str) -> Resolved[str]:
     )
     if ref.limit is not None:
         label += f", {len(items)} of {len(texts)}"
-    return Resolved(items, part, label, {ref.repo_id: licence})
+    return Resolved(items, part, label, {ref.repo_id: licence}, (ref.repo_id,) * len(items))
 
 
 # ---- resolution ---------------------------------------------------------------------------
@@ -606,7 +611,9 @@ def _resolve_part(part: str, role: str) -> Resolved[Any]:
     if limit is None:
         return got
     items = _limited(got.items, limit)
-    return Resolved(items, part, f"{got.label}, {len(items)} of {len(got)}", got.licences)
+    groups = None if got.groups is None else _limited(got.groups, limit)
+    label = f"{got.label}, {len(items)} of {len(got)}"
+    return Resolved(items, part, label, got.licences, groups)
 
 
 def _resolve(spec: str | Path, role: str) -> Resolved[Any]:

@@ -34,9 +34,9 @@ from typing import Any
 from safesteer.build import (
     SidePairs,
     SourceSide,
+    anchor_gate_fits,
     assemble_pack,
     data_provenance,
-    default_gate_fits,
     fit_source_gate,
     native_pack,
     target_encoding,
@@ -69,6 +69,7 @@ class BuildPlan:
     calibration: str = "beta"
     pairs: tuple[Any, ...] | None = None  # PromptPair; None: SafeSteer direction part
     anchors: tuple[str, ...] | None = None  # None: "all" (data.partitions.default_anchors)
+    anchor_groups: tuple[str, ...] | None = None  # each anchor's benign set: gates by set-max
     native: bool = False  # the baseline: directions from target-side unsafe data
     gate_reader: str | None = None  # a (smaller) reader for the source gate
     gate_layer: int | str = "auto"
@@ -312,8 +313,9 @@ def build_staged(
         report["native_pack"] = native
         target_states = target_states[:m]
     assert side is not None and src_anchors is not None
-    # the default anchors: both gates by set-max over their benign sets (FINDINGS R1, R2)
-    fits = default_gate_fits(default_anchor_sets()) if plan.anchors is None else (None, None)
+    # anchors of known benign sets: both gates by set-max over them (FINDINGS R1, R2)
+    groups = default_anchor_sets() if plan.anchors is None else plan.anchor_groups
+    fits = anchor_gate_fits(groups, len(anchors))
     built = assemble_pack(
         source=side,
         source_anchors=src_anchors,
